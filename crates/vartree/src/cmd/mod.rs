@@ -1,0 +1,17 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod contents;
+pub mod debug;
+pub mod list;
+pub mod owners;
+pub mod size;
+
+use vdb::db::Vdb;
+
+use crate::Global;
+
+/// The database the global options name.
+pub fn open_vdb(g: &Global) -> Vdb {
+    Vdb::new(&g.root, g.eprefix.clone().unwrap_or_default())
+}

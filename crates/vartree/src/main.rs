@@ -1,0 +1,99 @@
+//! `vartree`: a Portage-compatible installed-package database and merge
+//! engine. This is the command-line edge: arguments, output, exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cmd;
+mod output;
+mod select;
+
+/// Exit status when the answer is "no" (an unowned path, a failed check, no
+/// matching package).
+pub const EXIT_NEGATIVE: u8 = 1;
+/// Exit status for errors: bad arguments, unreadable database.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vartree",
+    version,
+    about = "Portage-compatible installed-package database (/var/db/pkg) and merge engine",
+    long_about = "vartree reads and writes Portage's installed-package database (ROOT/EPREFIX/var/db/pkg) \
+exactly as Portage does. A system it touches stays usable by emerge, qlist and etc-update.\n\n\
+Exit status: 0 success; 1 a negative answer (unowned path, failed check, no matching package); \
+2 an error (bad arguments, unreadable database).",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The root filesystem to operate on (Portage's ROOT).
+    #[arg(
+        long,
+        global = true,
+        env = "ROOT",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+    /// The offset prefix inside ROOT (Portage's EPREFIX); the database is
+    /// ROOT/EPREFIX/var/db/pkg.
+    #[arg(long, global = true, env = "EPREFIX", value_name = "DIR")]
+    pub eprefix: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print no warnings about the database.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List installed packages (all, or those matching ATOMs).
+    List(cmd::list::ListArgs),
+    /// List the files of installed packages.
+    Contents(cmd::contents::ContentsArgs),
+    /// Find the packages owning paths.
+    Owners(cmd::owners::OwnersArgs),
+    /// Verify installed files against CONTENTS (missing, md5, mtime, symlink target).
+    Check(cmd::check::CheckArgs),
+    /// Count the files and bytes of installed packages.
+    Size(cmd::size::SizeArgs),
+    /// Developer tools.
+    #[command(hide = true, subcommand)]
+    Debug(cmd::debug::DebugCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let reporter = output::StderrReporter::new(cli.global.quiet);
+    let result = match &cli.command {
+        Command::List(a) => cmd::list::run(&cli.global, a, &reporter),
+        Command::Contents(a) => cmd::contents::run(&cli.global, a, &reporter),
+        Command::Owners(a) => cmd::owners::run(&cli.global, a, &reporter),
+        Command::Check(a) => cmd::check::run(&cli.global, a, &reporter),
+        Command::Size(a) => cmd::size::run(&cli.global, a, &reporter),
+        Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::error(&e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

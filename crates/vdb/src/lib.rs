@@ -1,0 +1,12 @@
+//! `vdb`: Portage's installed-package database (`/var/db/pkg`).
+
+pub mod check;
+pub mod contents;
+pub mod counter;
+pub mod db;
+pub mod lock;
+pub mod metadata;
+pub mod needed;
+pub mod owners;
+pub mod par;
+pub mod writer;
