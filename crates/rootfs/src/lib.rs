@@ -6,5 +6,7 @@
 //! too.
 
 pub mod atomic;
+pub mod copy;
+pub mod dir;
 pub mod lock;
 pub mod root;

@@ -8,9 +8,11 @@
 //! root.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+pub use crate::dir::DirHandle;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -143,7 +145,7 @@ impl Root {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(DirHandle { fd })
+        Ok(DirHandle::from_fd(fd))
     }
 
     /// The identity of a path inside the root, following symlinks.
@@ -165,6 +167,12 @@ pub struct EntryStat {
     pub mtime: i64,
     pub mtime_nsec: u32,
     pub id: FileId,
+    /// Full `st_mode` (type and permission bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub nlink: u64,
 }
 
 /// The type of a file.
@@ -196,7 +204,7 @@ impl FileKind {
     }
 }
 
-fn entry_stat(st: &rustix::fs::Stat) -> EntryStat {
+pub(crate) fn entry_stat(st: &rustix::fs::Stat) -> EntryStat {
     EntryStat {
         kind: FileKind::from_mode(st.st_mode),
         size: u64::try_from(st.st_size).unwrap_or(0),
@@ -206,50 +214,12 @@ fn entry_stat(st: &rustix::fs::Stat) -> EntryStat {
             dev: st.st_dev,
             ino: st.st_ino,
         },
-    }
-}
-
-/// An open directory inside a root; lookups of single names relative to it
-/// never follow the final symlink.
-#[derive(Debug)]
-pub struct DirHandle {
-    fd: OwnedFd,
-}
-
-fn name_of(name: &[u8]) -> &OsStr {
-    if name.is_empty() {
-        OsStr::new(".")
-    } else {
-        OsStr::from_bytes(name)
-    }
-}
-
-impl DirHandle {
-    /// `lstat` of an entry.
-    pub fn lstat(&self, name: &[u8]) -> io::Result<EntryStat> {
-        let st = rustix::fs::statat(
-            &self.fd,
-            name_of(name),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
-        Ok(entry_stat(&st))
-    }
-
-    /// Open a regular file for reading, refusing to follow a symlink.
-    pub fn open_file(&self, name: &[u8]) -> io::Result<std::fs::File> {
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name_of(name),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(std::fs::File::from(fd))
-    }
-
-    /// The target of a symlink.
-    pub fn readlink(&self, name: &[u8]) -> io::Result<Vec<u8>> {
-        let t = rustix::fs::readlinkat(&self.fd, name_of(name), Vec::new())?;
-        Ok(t.into_bytes())
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        #[allow(clippy::useless_conversion)] // c_ushort on some targets
+        nlink: u64::from(st.st_nlink),
     }
 }
 

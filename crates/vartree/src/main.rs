@@ -73,6 +73,8 @@ pub enum Command {
     Check(cmd::check::CheckArgs),
     /// Count the files and bytes of installed packages.
     Size(cmd::size::SizeArgs),
+    /// Merge an image directory (${D} + build-info) into ROOT and record it in the VDB.
+    Merge(cmd::merge::MergeArgs),
     /// Developer tools.
     #[command(hide = true, subcommand)]
     Debug(cmd::debug::DebugCmd),
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Owners(a) => cmd::owners::run(&cli.global, a, &reporter),
         Command::Check(a) => cmd::check::run(&cli.global, a, &reporter),
         Command::Size(a) => cmd::size::run(&cli.global, a, &reporter),
+        Command::Merge(a) => cmd::merge::run(&cli.global, a, &reporter),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
     };
     match result {

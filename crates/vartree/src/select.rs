@@ -30,6 +30,11 @@ pub fn matches(q: &Query, e: &VdbEntry, reporter: &dyn Reporter) -> bool {
     }
     let slot = needs_slot.then(|| e.get_or_warn("SLOT", reporter).unwrap_or_default());
     let repo = needs_repo.then(|| e.repository(reporter)).flatten();
+    if needs_repo && repo.is_none() {
+        // Portage: an installed package without a `repository` file matches
+        // no `::repo` atom.
+        return false;
+    }
     let use_flags = needs_use.then(|| e.get_or_warn("USE", reporter).unwrap_or_default());
     let iuse = needs_use.then(|| {
         e.get_or_warn("IUSE_EFFECTIVE", reporter)

@@ -4,6 +4,7 @@ pub mod check;
 pub mod contents;
 pub mod debug;
 pub mod list;
+pub mod merge;
 pub mod owners;
 pub mod size;
 

@@ -1,0 +1,1 @@
+//! Settings that affect merging (CONFIG_PROTECT, FEATURES, …).

@@ -1,0 +1,985 @@
+//! Merging an image into a root: observe → plan → stage → sync → commit →
+//! publish.
+//!
+//! * **Observe and plan** ([`plan_merge`]): one `lstat` per image entry in
+//!   ROOT, through one confined directory resolution per image directory
+//!   (so live directory symlinks such as `/lib -> usr/lib` are merged
+//!   through). The result is a [`MergePlan`]: an [`Action`] per entry, the
+//!   CONTENTS to record, collisions and messages. Nothing is written.
+//! * **Stage**: every new file, symlink and node is created under a temp
+//!   name in its target directory; a directory that does not exist yet is
+//!   built whole under a temp name, with its children under their final
+//!   names inside it. Nothing is visible at a final name yet.
+//! * **Sync**: one `syncfs` for the root's filesystem.
+//! * **Commit**: renames, each of which atomically replaces what was there
+//!   (never unlink-then-create). Blocking files are moved aside first.
+//! * **Publish**: the VDB entry, built in `CAT/-MERGING-PF`, is renamed
+//!   into place.
+//!
+//! A failure before commit removes everything staged and leaves ROOT as it
+//! was.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use md5::{Digest, Md5};
+use rootfs::copy::{CopyProbe, Placement};
+use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
+use rootfs::root::{FileKind, Root};
+use vdb::contents::{ContentsEntry, EntryKind};
+use vdb::db::{Reporter, Vdb};
+
+use crate::buildinfo::{read_build_info, BuildInfo};
+use crate::error::{Collision, MergeError};
+use crate::image::{scan_image, strip_image_prefix, Image, ImageEntry, ImageKind};
+
+/// When to flush to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `syncfs` before the commit renames and after publishing (like
+    /// Portage's `merge-sync`).
+    #[default]
+    Auto,
+    /// No syncs (tests, throw-away roots).
+    Never,
+}
+
+/// What a merge is asked to do.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    pub root: PathBuf,
+    pub eprefix: PathBuf,
+    pub image: PathBuf,
+    pub build_info: PathBuf,
+    /// FEATURES=collision-protect: refuse any collision.
+    pub collision_protect: bool,
+    /// FEATURES=protect-owned: refuse collisions with files other packages own.
+    pub protect_owned: bool,
+    pub sync: SyncMode,
+    /// Plan only; touch nothing.
+    pub pretend: bool,
+    /// Rename files out of the image when it is on ROOT's filesystem (the
+    /// image is consumed, as Portage consumes `${D}`).
+    pub move_image: bool,
+}
+
+impl MergeOptions {
+    pub fn new(
+        root: impl Into<PathBuf>,
+        image: impl Into<PathBuf>,
+        build_info: impl Into<PathBuf>,
+    ) -> Self {
+        MergeOptions {
+            root: root.into(),
+            eprefix: PathBuf::new(),
+            image: image.into(),
+            build_info: build_info.into(),
+            collision_protect: false,
+            protect_owned: true,
+            sync: SyncMode::Auto,
+            pretend: false,
+            move_image: false,
+        }
+    }
+}
+
+/// Something the merge reports as it goes (emerge-style lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeEvent {
+    /// Waiting for another process's lock.
+    WaitingForLock(PathBuf),
+    /// `>>>` a path was merged.
+    Merged(String),
+    /// `===` identical, not rewritten (its mtime is set).
+    Identical(String),
+    /// `---` an existing directory was kept.
+    KeptDir(String),
+    /// `!!!` something the user should know (a backup, a collision warning).
+    Notice(String),
+}
+
+/// Where merge events go; libraries never print.
+pub trait MergeReporter: Reporter {
+    fn event(&self, ev: MergeEvent);
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default)]
+pub struct MergeOutcome {
+    pub cpv: String,
+    pub counter: i64,
+    pub contents: Vec<ContentsEntry>,
+    /// How many files were placed by each method.
+    pub placements: Vec<(Placement, usize)>,
+    pub identical: usize,
+    pub pretend: bool,
+}
+
+/// What to do with one image entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A directory that does not exist: built under a temp name, renamed
+    /// into place at commit. `aside` moves a blocking non-directory to
+    /// `NAME.backup.NNNN` first.
+    NewDirTop { aside: Option<Vec<u8>> },
+    /// A directory inside a new directory.
+    NewDirInner,
+    /// An existing directory (or a symlink to one) is kept as it is.
+    KeepDir,
+    /// A file, symlink or node inside a new directory, under its final name.
+    PlaceInner,
+    /// Staged under a temp name, renamed over `dest` (a name in the live
+    /// parent directory) at commit.
+    Place { dest: Vec<u8>, replaces: bool },
+    /// An identical regular file: only its mtime is set.
+    Touch,
+    /// A FIFO or device node where something already exists: left alone.
+    SkipNode,
+}
+
+/// The plan for a whole image.
+#[derive(Debug, Clone, Default)]
+pub struct MergePlan {
+    pub actions: Vec<Action>,
+    /// md5 (hex) of each regular file, by entry index.
+    pub md5: HashMap<usize, String>,
+    /// Symlink targets as merged (after the `${D}` rewrite), by entry index.
+    pub targets: HashMap<usize, Vec<u8>>,
+    /// Existing non-directories the package will overwrite.
+    pub collisions: Vec<Vec<u8>>,
+    /// Messages about backups and the like.
+    pub notices: Vec<String>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn md5_file(f: &mut File) -> std::io::Result<String> {
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Do two open files have the same content?
+fn same_content(a: &mut File, b: &mut File) -> std::io::Result<bool> {
+    let mut ba = vec![0u8; 128 * 1024];
+    let mut bb = vec![0u8; 128 * 1024];
+    loop {
+        let na = read_full(a, &mut ba)?;
+        let nb = read_full(b, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let r = f.read(&mut buf[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(n)
+}
+
+/// The first `NAME.backup.NNNN` that does not exist in `dir`.
+fn backup_name(dir: &DirHandle, name: &[u8]) -> std::io::Result<Vec<u8>> {
+    for n in 0..10000 {
+        let mut cand = name.to_vec();
+        cand.extend_from_slice(format!(".backup.{n:04}").as_bytes());
+        match dir.lstat(&cand) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cand),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Err(std::io::Error::other("no free .backup.NNNN name"))
+}
+
+/// The temp name of a staged entry.
+fn temp_name(name: &[u8], tx: &str) -> Vec<u8> {
+    let mut t = b".vartree.".to_vec();
+    t.extend_from_slice(tx.as_bytes());
+    t.push(b'.');
+    t.extend_from_slice(name);
+    t
+}
+
+/// The state of an image directory's live counterpart during planning.
+#[derive(Clone)]
+enum DirState {
+    Live(Rc<DirHandle>),
+    New,
+}
+
+/// Observe ROOT and plan the merge of `image`. Nothing is written.
+pub fn plan_merge(
+    root: &Root,
+    image: &Image,
+    info: &BuildInfo,
+    image_dirs: &mut ImageDirs,
+) -> Result<MergePlan, MergeError> {
+    let mut plan = MergePlan::default();
+    let mut dirs: HashMap<Vec<u8>, DirState> = HashMap::new();
+    let mut seen: HashMap<(rootfs::root::FileId, Vec<u8>), usize> = HashMap::new();
+    let top = root
+        .open_dir(&image.eprefix)
+        .map(|h| DirState::Live(Rc::new(h)));
+    let top = match top {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirState::New,
+        Err(e) => return Err(MergeError::root_io("open", &image.eprefix, e)),
+    };
+    if matches!(top, DirState::New) && !image.entries.is_empty() {
+        return Err(MergeError::Root {
+            op: "find EPREFIX directory",
+            path: lossy(&image.eprefix),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let parent_key = |p: &[u8]| -> Vec<u8> {
+        if p == b"/" {
+            Vec::new()
+        } else {
+            p.to_vec()
+        }
+    };
+    let top_key = parent_key(&image.eprefix);
+    dirs.insert(top_key, top);
+
+    for (i, e) in image.entries.iter().enumerate() {
+        let pkey = parent_key(e.parent());
+        let parent = dirs
+            .get(&pkey)
+            .cloned()
+            .ok_or_else(|| MergeError::BadImage {
+                path: lossy(&e.path),
+                reason: "parent directory missing from the image walk".into(),
+            })?;
+        // Content facts the plan needs from the image.
+        match &e.kind {
+            ImageKind::File => {
+                let mut f = image_dirs.open_file(e)?;
+                let sum =
+                    md5_file(&mut f).map_err(|err| MergeError::image_io("read", &e.path, err))?;
+                plan.md5.insert(i, sum);
+            }
+            ImageKind::Symlink { target } => {
+                let t = if info.rewrites_image_symlinks() {
+                    strip_image_prefix(target, &image.dir).unwrap_or_else(|| target.clone())
+                } else {
+                    target.clone()
+                };
+                plan.targets.insert(i, t);
+            }
+            _ => {}
+        }
+        let DirState::Live(pdir) = parent else {
+            // Inside a new directory: everything is created fresh.
+            let action = if e.kind == ImageKind::Dir {
+                dirs.insert(e.path.clone(), DirState::New);
+                Action::NewDirInner
+            } else {
+                Action::PlaceInner
+            };
+            plan.actions.push(action);
+            continue;
+        };
+        // Internal collisions: two image paths reaching one live path.
+        if e.kind != ImageKind::Dir {
+            if let Ok(st) = pdir.raw_stat() {
+                let key = (
+                    rootfs::root::FileId {
+                        dev: st.st_dev,
+                        ino: st.st_ino,
+                    },
+                    e.name().to_vec(),
+                );
+                if let Some(&j) = seen.get(&key) {
+                    let same = match (&e.kind, &image.entries[j].kind) {
+                        (ImageKind::File, ImageKind::File) => plan.md5.get(&i) == plan.md5.get(&j),
+                        (ImageKind::Symlink { .. }, ImageKind::Symlink { .. }) => {
+                            plan.targets.get(&i) == plan.targets.get(&j)
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        return Err(MergeError::InternalCollision {
+                            cpv: info.cpv.to_string(),
+                            path: lossy(&e.path),
+                        });
+                    }
+                }
+                seen.insert(key, i);
+            }
+        }
+        let live = match pdir.lstat(e.name()) {
+            Ok(st) => Some(st),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(MergeError::root_io("lstat", &e.path, err)),
+        };
+        let action = match (&e.kind, live) {
+            (ImageKind::Dir, None) => {
+                dirs.insert(e.path.clone(), DirState::New);
+                Action::NewDirTop { aside: None }
+            }
+            (ImageKind::Dir, Some(st)) if st.kind == FileKind::Directory => {
+                let h = pdir
+                    .open_subdir(e.name())
+                    .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
+                dirs.insert(e.path.clone(), DirState::Live(Rc::new(h)));
+                Action::KeepDir
+            }
+            (ImageKind::Dir, Some(st)) => {
+                // A symlink to a directory (inside ROOT) is merged through.
+                let through = (st.kind == FileKind::Symlink)
+                    .then(|| root.open_dir(&e.path).ok())
+                    .flatten();
+                if let Some(h) = through {
+                    dirs.insert(e.path.clone(), DirState::Live(Rc::new(h)));
+                    Action::KeepDir
+                } else {
+                    let b = backup_name(&pdir, e.name())
+                        .map_err(|err| MergeError::root_io("lstat", &e.path, err))?;
+                    plan.notices.push(format!(
+                        "installation of a directory is blocked by a file: {} will be renamed to {}",
+                        lossy(&e.path),
+                        lossy(&b)
+                    ));
+                    dirs.insert(e.path.clone(), DirState::New);
+                    Action::NewDirTop { aside: Some(b) }
+                }
+            }
+            (_, None) => Action::Place {
+                dest: e.name().to_vec(),
+                replaces: false,
+            },
+            (kind, Some(st)) if st.kind == FileKind::Directory => match kind {
+                ImageKind::Symlink { .. } => {
+                    return Err(MergeError::SymlinkOverDirectory {
+                        cpv: info.cpv.to_string(),
+                        path: lossy(&e.path),
+                    })
+                }
+                ImageKind::Fifo | ImageKind::Device { .. } => Action::SkipNode,
+                _ => {
+                    let b = backup_name(&pdir, e.name())
+                        .map_err(|err| MergeError::root_io("lstat", &e.path, err))?;
+                    plan.notices.push(format!(
+                        "installation of a regular file is blocked by a directory: {} will be merged as {}",
+                        lossy(&e.path),
+                        lossy(&b)
+                    ));
+                    Action::Place {
+                        dest: b,
+                        replaces: false,
+                    }
+                }
+            },
+            (ImageKind::Fifo | ImageKind::Device { .. }, Some(_)) => Action::SkipNode,
+            (ImageKind::File, Some(st)) => {
+                plan.collisions.push(e.path.clone());
+                let identical =
+                    st.kind == FileKind::Regular && st.mode == e.mode && st.size == e.size && {
+                        let mut a = pdir
+                            .open_file(e.name())
+                            .map_err(|err| MergeError::root_io("open", &e.path, err))?;
+                        let mut b = image_dirs.open_file(e)?;
+                        same_content(&mut a, &mut b)
+                            .map_err(|err| MergeError::root_io("read", &e.path, err))?
+                    };
+                if identical {
+                    Action::Touch
+                } else {
+                    Action::Place {
+                        dest: e.name().to_vec(),
+                        replaces: true,
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                plan.collisions.push(e.path.clone());
+                Action::Place {
+                    dest: e.name().to_vec(),
+                    replaces: true,
+                }
+            }
+        };
+        plan.actions.push(action);
+    }
+    Ok(plan)
+}
+
+/// Open directories of the image, kept along the current walk path.
+pub struct ImageDirs {
+    top: PathBuf,
+    cache: HashMap<Vec<u8>, Rc<DirHandle>>,
+}
+
+impl ImageDirs {
+    pub fn new(image: &Image) -> Self {
+        ImageDirs {
+            top: image.dir.clone(),
+            cache: HashMap::new(),
+        }
+    }
+
+    fn dir(&mut self, path: &[u8]) -> Result<Rc<DirHandle>, MergeError> {
+        if let Some(h) = self.cache.get(path) {
+            return Ok(h.clone());
+        }
+        if self.cache.len() > 64 {
+            self.cache.clear();
+        }
+        let mut h = DirHandle::open(&self.top).map_err(|e| MergeError::Io {
+            op: "open image directory",
+            path: self.top.clone(),
+            source: e,
+        })?;
+        for c in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            h = h
+                .open_subdir(c)
+                .map_err(|e| MergeError::image_io("open directory", path, e))?;
+        }
+        let h = Rc::new(h);
+        self.cache.insert(path.to_vec(), h.clone());
+        Ok(h)
+    }
+
+    /// Open an image file for reading.
+    pub fn open_file(&mut self, e: &ImageEntry) -> Result<File, MergeError> {
+        let d = self.dir(e.parent())?;
+        d.open_file(e.name())
+            .map_err(|err| MergeError::image_io("open", &e.path, err))
+    }
+
+    /// The image directory holding an entry.
+    pub fn parent_of(&mut self, e: &ImageEntry) -> Result<Rc<DirHandle>, MergeError> {
+        self.dir(e.parent())
+    }
+}
+
+/// One rename (or touch) to do at commit time, in order.
+enum CommitOp {
+    MoveAside {
+        dir: Rc<DirHandle>,
+        name: Vec<u8>,
+        backup: Vec<u8>,
+    },
+    Rename {
+        dir: Rc<DirHandle>,
+        temp: Vec<u8>,
+        dest: Vec<u8>,
+        path: Vec<u8>,
+        noreplace: bool,
+    },
+    Touch {
+        dir: Rc<DirHandle>,
+        name: Vec<u8>,
+        mtime: FileTime,
+    },
+}
+
+/// Everything staged so far, for rollback.
+#[derive(Default)]
+struct Staged {
+    /// (directory, temp name, is a directory tree)
+    temps: Vec<(Rc<DirHandle>, Vec<u8>, bool)>,
+}
+
+impl Staged {
+    fn rollback(&self) {
+        for (dir, name, is_dir) in self.temps.iter().rev() {
+            if *is_dir {
+                let _ = remove_tree(dir, name);
+            } else {
+                let _ = dir.unlink(name);
+            }
+        }
+    }
+}
+
+/// Remove a directory tree we created (never follows symlinks).
+fn remove_tree(parent: &DirHandle, name: &[u8]) -> std::io::Result<()> {
+    let d = parent.open_subdir(name)?;
+    for child in d.list()? {
+        match d.lstat(&child)?.kind {
+            FileKind::Directory => remove_tree(&d, &child)?,
+            _ => d.unlink(&child)?,
+        }
+    }
+    parent.rmdir(name)
+}
+
+struct Stager<'a> {
+    image: &'a Image,
+    image_dirs: ImageDirs,
+    probe: CopyProbe,
+    tx: String,
+    root_dev: u64,
+    image_dev: u64,
+    move_image: bool,
+    placements: HashMap<Placement, usize>,
+    /// Hard links: image inode → (staged dir, staged name) of the first copy.
+    links: HashMap<(u64, u64), (Rc<DirHandle>, Vec<u8>)>,
+}
+
+impl Stager<'_> {
+    /// Create one entry (not a directory) as `name` in `dir`.
+    fn create(
+        &mut self,
+        e: &ImageEntry,
+        target: Option<&Vec<u8>>,
+        dir: &Rc<DirHandle>,
+        name: &[u8],
+    ) -> Result<(), MergeError> {
+        let rio = |op, err| MergeError::root_io(op, &e.path, err);
+        match &e.kind {
+            ImageKind::File => {
+                if e.nlink > 1 {
+                    if let Some((d, n)) = self.links.get(&e.inode) {
+                        if d.link(n, dir, name).is_ok() {
+                            return Ok(());
+                        }
+                    }
+                }
+                let src_dir = self.image_dirs.parent_of(e)?;
+                if self.move_image && self.image_dev == self.root_dev {
+                    src_dir
+                        .rename(e.name(), dir, name)
+                        .map_err(|err| rio("move from the image", err))?;
+                    *self.placements.entry(Placement::Rename).or_default() += 1;
+                } else {
+                    let mut src = src_dir
+                        .open_file(e.name())
+                        .map_err(|err| MergeError::image_io("open", &e.path, err))?;
+                    let mut dst = dir
+                        .create_file(name, 0o600)
+                        .map_err(|err| rio("create", err))?;
+                    let how = self
+                        .probe
+                        .copy(
+                            &mut src,
+                            &mut dst,
+                            (self.image_dev, self.root_dev),
+                            e.size,
+                            None,
+                        )
+                        .map_err(|err| rio("copy", err))?;
+                    *self.placements.entry(how).or_default() += 1;
+                    set_owner_mode(&dst, e.uid, e.gid, e.mode)
+                        .map_err(|err| rio("chown/chmod", err))?;
+                    let xattrs = rootfs::dir::read_xattrs(std::os::fd::AsFd::as_fd(&src))
+                        .map_err(|err| MergeError::image_io("read xattrs", &e.path, err))?;
+                    rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&dst), &xattrs)
+                        .map_err(|err| rio("set xattrs", err))?;
+                    set_file_times(&dst, e.mtime, e.mtime).map_err(|err| rio("set times", err))?;
+                }
+                if e.nlink > 1 {
+                    self.links.insert(e.inode, (dir.clone(), name.to_vec()));
+                }
+            }
+            ImageKind::Symlink { .. } => {
+                let t = target.ok_or_else(|| MergeError::BadImage {
+                    path: lossy(&e.path),
+                    reason: "symlink without target".into(),
+                })?;
+                dir.symlink(t, name).map_err(|err| rio("symlink", err))?;
+                dir.lchown(name, e.uid, e.gid)
+                    .map_err(|err| rio("chown", err))?;
+                dir.set_times(name, e.mtime, e.mtime)
+                    .map_err(|err| rio("set times", err))?;
+            }
+            ImageKind::Fifo | ImageKind::Device { .. } => {
+                let rdev = match e.kind {
+                    ImageKind::Device { rdev } => rdev,
+                    _ => 0,
+                };
+                dir.mknod(name, e.mode, rdev)
+                    .map_err(|err| rio("mknod", err))?;
+                dir.lchown(name, e.uid, e.gid)
+                    .map_err(|err| rio("chown", err))?;
+                dir.chmod(name, e.mode).map_err(|err| rio("chmod", err))?;
+                dir.set_times(name, e.mtime, e.mtime)
+                    .map_err(|err| rio("set times", err))?;
+            }
+            ImageKind::Dir => {
+                dir.mkdir(name, 0o700).map_err(|err| rio("mkdir", err))?;
+                dir.lchown(name, e.uid, e.gid)
+                    .map_err(|err| rio("chown", err))?;
+                dir.chmod(name, e.mode).map_err(|err| rio("chmod", err))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn contents_entry(e: &ImageEntry, plan: &MergePlan, i: usize) -> ContentsEntry {
+    let mtime = u64::try_from(e.mtime.sec).unwrap_or(0);
+    let kind = match &e.kind {
+        ImageKind::Dir => EntryKind::Dir,
+        ImageKind::File => EntryKind::Obj {
+            md5: plan
+                .md5
+                .get(&i)
+                .cloned()
+                .unwrap_or_default()
+                .into_bytes()
+                .into(),
+            mtime,
+        },
+        ImageKind::Symlink { .. } => EntryKind::Sym {
+            target: plan.targets.get(&i).cloned().unwrap_or_default().into(),
+            mtime,
+        },
+        ImageKind::Fifo => EntryKind::Fif,
+        ImageKind::Device { .. } => EntryKind::Dev,
+    };
+    ContentsEntry::new(e.path.clone(), kind)
+}
+
+/// Merge an image into ROOT and record it in the VDB.
+pub fn merge_image(
+    opts: &MergeOptions,
+    reporter: &dyn MergeReporter,
+) -> Result<MergeOutcome, MergeError> {
+    let info = read_build_info(&opts.build_info)?;
+    let vdb = Vdb::new(&opts.root, &opts.eprefix);
+    let image = scan_image(&opts.image, vdb.eprefix())?;
+    let cpv = info.cpv.to_string();
+    let root = Root::open(&opts.root).map_err(|e| MergeError::Io {
+        op: "open ROOT",
+        path: opts.root.clone(),
+        source: e,
+    })?;
+
+    let lock = if opts.pretend {
+        None
+    } else {
+        Some(vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+            reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
+        })?)
+    };
+
+    // Replacing an installed instance is not supported yet.
+    for other in vdb.entries_in(info.cpv.category(), reporter)? {
+        if other.cpv.pn() != info.cpv.pn() {
+            continue;
+        }
+        let (slot, _) = other.slot(reporter);
+        if slot == info.slot || other.cpv == info.cpv {
+            return Err(MergeError::SlotOccupied {
+                cpv,
+                existing: other.cpv.to_string(),
+            });
+        }
+    }
+
+    let mut image_dirs = ImageDirs::new(&image);
+    let plan = plan_merge(&root, &image, &info, &mut image_dirs)?;
+
+    // Collisions (Portage's protect-owned / collision-protect).
+    if !plan.collisions.is_empty() && (opts.collision_protect || opts.protect_owned) {
+        let queries: Vec<_> = plan
+            .collisions
+            .iter()
+            .map(|p| vdb::owners::OwnerQuery::new(p))
+            .collect();
+        let owners = vdb::owners::find_owners(&vdb, &queries, reporter)?;
+        let mut cols: Vec<Collision> = plan
+            .collisions
+            .iter()
+            .map(|p| Collision {
+                path: lossy(p),
+                owners: Vec::new(),
+            })
+            .collect();
+        for o in owners {
+            cols[o.query].owners.push(o.entry.cpv.to_string());
+        }
+        let refuse = opts.collision_protect || cols.iter().any(|c| !c.owners.is_empty());
+        if refuse {
+            let collisions = if opts.collision_protect {
+                cols
+            } else {
+                cols.into_iter().filter(|c| !c.owners.is_empty()).collect()
+            };
+            return Err(MergeError::Collisions { cpv, collisions });
+        }
+        reporter.event(MergeEvent::Notice(format!(
+            "{cpv}: {} file(s) not owned by any package will be overwritten",
+            cols.len()
+        )));
+    }
+    for n in &plan.notices {
+        reporter.event(MergeEvent::Notice(n.clone()));
+    }
+
+    let contents: Vec<ContentsEntry> = image
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| contents_entry(e, &plan, i))
+        .collect();
+    if opts.pretend {
+        return Ok(MergeOutcome {
+            cpv,
+            counter: -1,
+            contents,
+            pretend: true,
+            ..MergeOutcome::default()
+        });
+    }
+
+    // Stage.
+    let tx = format!("{}", std::process::id());
+    let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
+    let image_dev = std::fs::metadata(&opts.image)
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+        .unwrap_or(u64::MAX);
+    let mut stager = Stager {
+        image: &image,
+        image_dirs,
+        probe: CopyProbe::new(),
+        tx,
+        root_dev,
+        image_dev,
+        move_image: opts.move_image,
+        placements: HashMap::new(),
+        links: HashMap::new(),
+    };
+    let mut staged = Staged::default();
+    let mut commit: Vec<CommitOp> = Vec::new();
+    let result = stage(
+        &root,
+        &plan,
+        &mut stager,
+        &mut staged,
+        &mut commit,
+        reporter,
+    );
+    if let Err(e) = result {
+        staged.rollback();
+        return Err(e);
+    }
+    let _ = stager.image;
+
+    if opts.sync == SyncMode::Auto {
+        if let Err(e) = rustix::fs::syncfs(root_fd(&root)?) {
+            staged.rollback();
+            return Err(MergeError::Io {
+                op: "syncfs",
+                path: opts.root.clone(),
+                source: e.into(),
+            });
+        }
+    }
+
+    // Commit: moves aside, then directories and files, then symlinks.
+    for op in &commit {
+        match op {
+            CommitOp::MoveAside { dir, name, backup } => {
+                dir.rename_noreplace(name, dir, backup)
+                    .map_err(|e| MergeError::root_io("move aside", name, e))?;
+            }
+            CommitOp::Rename {
+                dir,
+                temp,
+                dest,
+                path,
+                noreplace,
+            } => {
+                let r = if *noreplace {
+                    dir.rename_noreplace(temp, dir, dest)
+                } else {
+                    dir.rename(temp, dir, dest)
+                };
+                r.map_err(|e| MergeError::root_io("rename into place", path, e))?;
+                reporter.event(MergeEvent::Merged(lossy(path)));
+            }
+            CommitOp::Touch { dir, name, mtime } => {
+                let _ = dir.set_times(name, *mtime, *mtime);
+            }
+        }
+    }
+
+    // Publish the VDB entry. The counter is taken before the -MERGING-
+    // directory exists, so that the scan of the VDB does not see it.
+    let counter = vdb::counter::next_counter(&vdb, reporter)?;
+    let staged_entry = vdb.begin_entry(&info.cpv)?;
+    for (k, v) in &info.files {
+        if k == "COUNTER" || k == "CONTENTS" {
+            continue;
+        }
+        staged_entry.write_key(k, v)?;
+    }
+    staged_entry.write_counter(counter)?;
+    staged_entry.write_contents(&contents)?;
+    staged_entry.publish(&vdb)?;
+    if opts.sync == SyncMode::Auto {
+        let _ = rustix::fs::syncfs(root_fd(&root)?);
+    }
+    drop(lock);
+
+    let mut placements: Vec<(Placement, usize)> = stager.placements.into_iter().collect();
+    placements.sort();
+    Ok(MergeOutcome {
+        cpv,
+        counter,
+        contents,
+        placements,
+        identical: plan.actions.iter().filter(|a| **a == Action::Touch).count(),
+        pretend: false,
+    })
+}
+
+fn root_fd(root: &Root) -> Result<DirHandle, MergeError> {
+    root.open_dir(b"/")
+        .map_err(|e| MergeError::root_io("open", b"/", e))
+}
+
+/// Create everything under temp names; collect the commit operations.
+fn stage(
+    root: &Root,
+    plan: &MergePlan,
+    st: &mut Stager<'_>,
+    staged: &mut Staged,
+    commit: &mut Vec<CommitOp>,
+    reporter: &dyn MergeReporter,
+) -> Result<(), MergeError> {
+    let image = st.image;
+    // Live or staged directory handle of each image directory.
+    let mut dirs: HashMap<Vec<u8>, Rc<DirHandle>> = HashMap::new();
+    let top_key = if image.eprefix == b"/" {
+        Vec::new()
+    } else {
+        image.eprefix.clone()
+    };
+    if !image.entries.is_empty() {
+        let top = root
+            .open_dir(&image.eprefix)
+            .map_err(|e| MergeError::root_io("open", &image.eprefix, e))?;
+        dirs.insert(top_key, Rc::new(top));
+    }
+    let mut dir_ops = Vec::new();
+    let mut file_ops = Vec::new();
+    let mut sym_ops = Vec::new();
+    for (i, e) in image.entries.iter().enumerate() {
+        let pkey: Vec<u8> = if e.parent() == b"/" {
+            Vec::new()
+        } else {
+            e.parent().to_vec()
+        };
+        let parent = dirs.get(&pkey).cloned().ok_or_else(|| {
+            MergeError::root_io(
+                "find parent of",
+                &e.path,
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
+        let target = plan.targets.get(&i);
+        match &plan.actions[i] {
+            Action::KeepDir => {
+                let h = match parent.open_subdir(e.name()) {
+                    Ok(h) => h,
+                    // A symlink to a directory: resolve it inside ROOT.
+                    Err(_) => root
+                        .open_dir(&e.path)
+                        .map_err(|err| MergeError::root_io("open directory", &e.path, err))?,
+                };
+                dirs.insert(e.path.clone(), Rc::new(h));
+                reporter.event(MergeEvent::KeptDir(lossy(&e.path)));
+            }
+            Action::NewDirTop { aside } => {
+                let temp = temp_name(e.name(), &st.tx);
+                st.create(e, None, &parent, &temp)?;
+                staged.temps.push((parent.clone(), temp.clone(), true));
+                let h = parent
+                    .open_subdir(&temp)
+                    .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
+                dirs.insert(e.path.clone(), Rc::new(h));
+                if let Some(b) = aside {
+                    dir_ops.push(CommitOp::MoveAside {
+                        dir: parent.clone(),
+                        name: e.name().to_vec(),
+                        backup: b.clone(),
+                    });
+                }
+                dir_ops.push(CommitOp::Rename {
+                    dir: parent.clone(),
+                    temp,
+                    dest: e.name().to_vec(),
+                    path: e.path.clone(),
+                    noreplace: true,
+                });
+            }
+            Action::NewDirInner => {
+                st.create(e, None, &parent, e.name())?;
+                let h = parent
+                    .open_subdir(e.name())
+                    .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
+                dirs.insert(e.path.clone(), Rc::new(h));
+            }
+            Action::PlaceInner => {
+                st.create(e, target, &parent, e.name())?;
+            }
+            Action::Place { dest, replaces } => {
+                let temp = temp_name(dest, &st.tx);
+                st.create(e, target, &parent, &temp)?;
+                staged.temps.push((parent.clone(), temp.clone(), false));
+                let op = CommitOp::Rename {
+                    dir: parent.clone(),
+                    temp,
+                    dest: dest.clone(),
+                    path: e.path.clone(),
+                    // A node only goes where nothing is.
+                    noreplace: !replaces
+                        && matches!(e.kind, ImageKind::Fifo | ImageKind::Device { .. }),
+                };
+                if matches!(e.kind, ImageKind::Symlink { .. }) {
+                    sym_ops.push(op);
+                } else {
+                    file_ops.push(op);
+                }
+            }
+            Action::Touch => {
+                reporter.event(MergeEvent::Identical(lossy(&e.path)));
+                file_ops.push(CommitOp::Touch {
+                    dir: parent.clone(),
+                    name: e.name().to_vec(),
+                    mtime: e.mtime,
+                });
+            }
+            Action::SkipNode => {
+                reporter.event(MergeEvent::Notice(format!(
+                    "{}: something already exists there; the node was not created",
+                    lossy(&e.path)
+                )));
+            }
+        }
+    }
+    commit.extend(dir_ops);
+    commit.extend(file_ops);
+    commit.extend(sym_ops);
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! `merge`: vartree's merge engine.
+//!
+//! The pipeline (see DESIGN.md §2): observe the root, build a pure plan
+//! ([`engine::plan_merge`]), stage new content under temp names, commit by
+//! renames, publish the VDB entry, clean up.
+
+pub mod buildinfo;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod image;
+pub mod protect;
+
+pub use engine::{merge_image, MergeEvent, MergeOptions, MergeOutcome, MergeReporter, SyncMode};
+pub use error::MergeError;

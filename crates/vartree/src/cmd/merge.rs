@@ -1,0 +1,143 @@
+//! `vartree merge`
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use merge::{merge_image, MergeEvent, MergeOptions, MergeReporter, SyncMode};
+use serde_json::json;
+use vdb::db::{Reporter, Warning};
+
+use crate::output::{self, lossy};
+use crate::Global;
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum SyncArg {
+    /// syncfs before the commit renames and after publishing (Portage's merge-sync).
+    Auto,
+    /// No syncs: for throw-away roots and tests.
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The image directory (Portage's ${D}); merging starts at IMAGE/EPREFIX.
+    #[arg(long, value_name = "DIR")]
+    pub image: PathBuf,
+    /// The build-info directory (CATEGORY, PF, SLOT, … become the VDB entry).
+    #[arg(long, value_name = "DIR")]
+    pub build_info: PathBuf,
+    /// Show what would be merged and touch nothing.
+    #[arg(short, long)]
+    pub pretend: bool,
+    /// Refuse to overwrite any existing file (FEATURES=collision-protect).
+    #[arg(long)]
+    pub collision_protect: bool,
+    /// Overwrite files other packages own instead of refusing (FEATURES=-protect-owned).
+    #[arg(long)]
+    pub no_protect_owned: bool,
+    /// Rename files out of the image when it is on ROOT's filesystem; the image is consumed.
+    #[arg(long)]
+    pub move_image: bool,
+    /// When to flush to disk.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub sync: SyncArg,
+}
+
+struct CliReporter<'a> {
+    inner: &'a dyn Reporter,
+    verbose: u8,
+    json: bool,
+}
+
+impl Reporter for CliReporter<'_> {
+    fn warn(&self, w: Warning) {
+        self.inner.warn(w);
+    }
+}
+
+impl MergeReporter for CliReporter<'_> {
+    fn event(&self, ev: MergeEvent) {
+        match ev {
+            MergeEvent::WaitingForLock(p) => {
+                output::note(&format!("waiting for lock on {}", p.display()))
+            }
+            MergeEvent::Notice(m) => output::note(&format!("!!! {m}")),
+            MergeEvent::Merged(p) if self.verbose > 0 && !self.json => {
+                output::note(&format!(">>> {p}"))
+            }
+            MergeEvent::Identical(p) if self.verbose > 0 && !self.json => {
+                output::note(&format!("=== {p}"))
+            }
+            MergeEvent::KeptDir(p) if self.verbose > 1 && !self.json => {
+                output::note(&format!("--- {p}/"))
+            }
+            _ => {}
+        }
+    }
+}
+
+pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result<u8> {
+    let mut opts = MergeOptions::new(&g.root, &a.image, &a.build_info);
+    opts.eprefix = g.eprefix.clone().unwrap_or_default();
+    opts.pretend = a.pretend;
+    opts.collision_protect = a.collision_protect;
+    opts.protect_owned = !a.no_protect_owned;
+    opts.move_image = a.move_image;
+    opts.sync = match a.sync {
+        SyncArg::Auto => SyncMode::Auto,
+        SyncArg::Never => SyncMode::Never,
+    };
+    let r = CliReporter {
+        inner: reporter,
+        verbose: g.verbose,
+        json: g.json,
+    };
+    let out = merge_image(&opts, &r)?;
+    if g.json {
+        let placements: serde_json::Map<String, serde_json::Value> = out
+            .placements
+            .iter()
+            .map(|(p, n)| (p.as_str().to_owned(), json!(n)))
+            .collect();
+        output::json(&json!({
+            "cpv": out.cpv,
+            "pretend": out.pretend,
+            "counter": if out.pretend { serde_json::Value::Null } else { json!(out.counter) },
+            "entries": out.contents.len(),
+            "identical": out.identical,
+            "placements": placements,
+        }))?;
+    } else if out.pretend {
+        for e in &out.contents {
+            output::note(&format!(
+                "[pretend] {} {}",
+                e.kind.keyword(),
+                lossy(&e.path)
+            ));
+        }
+        output::note(&format!(
+            ">>> would merge {} ({} entries)",
+            out.cpv,
+            out.contents.len()
+        ));
+    } else {
+        let how: Vec<String> = out
+            .placements
+            .iter()
+            .map(|(p, n)| format!("{n} by {}", p.as_str()))
+            .collect();
+        let detail = if g.verbose > 0 && !how.is_empty() {
+            format!("; files placed {}", how.join(", "))
+        } else {
+            String::new()
+        };
+        output::note(&format!(
+            ">>> {} merged to {} ({} entries, {} identical{detail})",
+            out.cpv,
+            g.root.display(),
+            out.contents.len(),
+            out.identical
+        ));
+    }
+    Ok(0)
+}

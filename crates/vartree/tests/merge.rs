@@ -1,0 +1,414 @@
+//! `vartree merge` on temporary roots: results, confinement, atomic
+//! replacement and rollback.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Pkg {
+    _t: tempfile::TempDir,
+    image: PathBuf,
+    info: PathBuf,
+}
+
+/// An image and build-info for CAT/PF.
+fn pkg(cpv: &str, slot: &str, files: &[(&str, &str)]) -> Pkg {
+    let t = tempfile::tempdir().unwrap();
+    let image = t.path().join("image");
+    let info = t.path().join("build-info");
+    fs::create_dir_all(&image).unwrap();
+    fs::create_dir_all(&info).unwrap();
+    let (cat, pf) = cpv.split_once('/').unwrap();
+    fs::write(info.join("CATEGORY"), format!("{cat}\n")).unwrap();
+    fs::write(info.join("PF"), format!("{pf}\n")).unwrap();
+    fs::write(info.join("SLOT"), format!("{slot}\n")).unwrap();
+    fs::write(info.join("EAPI"), "8\n").unwrap();
+    fs::write(info.join("repository"), "gentoo\n").unwrap();
+    for (path, content) in files {
+        let p = image.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        if let Some(target) = content.strip_prefix("->") {
+            symlink(target, &p).unwrap();
+        } else if path.ends_with('/') {
+            fs::create_dir_all(&p).unwrap();
+        } else {
+            fs::write(&p, content).unwrap();
+        }
+    }
+    Pkg { _t: t, image, info }
+}
+
+fn merge(root: &Path, p: &Pkg, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .arg("--root")
+        .arg(root)
+        .args(["merge", "--sync", "never", "--image"])
+        .arg(&p.image)
+        .arg("--build-info")
+        .arg(&p.info)
+        .args(extra)
+        .env_remove("ROOT")
+        .env_remove("EPREFIX")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "vartree failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// path → (type, mode, size, content or target) for a whole tree.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let desc = if m.file_type().is_symlink() {
+                format!("sym {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                walk(base, &p, out);
+                format!("dir {:o}", m.mode())
+            } else {
+                format!("file {:o} {:?}", m.mode(), fs::read(&p).unwrap())
+            };
+            out.insert(rel, desc);
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+fn no_temp_names(root: &Path) {
+    for k in snapshot(root).keys() {
+        assert!(!k.contains(".vartree."), "temp name left behind: {k}");
+    }
+}
+
+#[test]
+fn merges_files_symlinks_and_records_them() {
+    let root = tempfile::tempdir().unwrap();
+    let p = pkg(
+        "app-misc/foo-1.0",
+        "0",
+        &[
+            ("/usr/bin/foo", "#!/bin/sh\n"),
+            ("/usr/share/foo/data", "data\n"),
+            ("/usr/share/foo/empty/", ""),
+            ("/usr/lib/foo/rel", "->../../share/foo/data"),
+            ("/usr/bin/abs", "->/usr/bin/foo"),
+        ],
+    );
+    fs::set_permissions(
+        p.image.join("usr/bin/foo"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    ok(&merge(root.path(), &p, &[]));
+    let r = root.path();
+    assert_eq!(fs::read(r.join("usr/share/foo/data")).unwrap(), b"data\n");
+    assert_eq!(
+        fs::metadata(r.join("usr/bin/foo")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        fs::read_link(r.join("usr/bin/abs")).unwrap(),
+        Path::new("/usr/bin/foo")
+    );
+    assert!(r.join("usr/share/foo/empty").is_dir());
+    let contents = fs::read_to_string(r.join("var/db/pkg/app-misc/foo-1.0/CONTENTS")).unwrap();
+    assert!(
+        contents.contains("obj /usr/share/foo/data 6137cde4893c59f76f005a8123d8e8e6 "),
+        "{contents}"
+    );
+    assert!(contents.contains("sym /usr/lib/foo/rel -> ../../share/foo/data "));
+    assert!(contents.contains("dir /usr/share/foo/empty\n"));
+    assert_eq!(
+        fs::read(r.join("var/db/pkg/app-misc/foo-1.0/COUNTER")).unwrap(),
+        b"0"
+    );
+    no_temp_names(r);
+    // The image was copied, not consumed.
+    assert!(p.image.join("usr/bin/foo").exists());
+    // check agrees with what was merged.
+    let o = Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .arg("--root")
+        .arg(r)
+        .arg("check")
+        .output()
+        .unwrap();
+    ok(&o);
+}
+
+#[test]
+fn refuses_collisions_with_owned_files_and_touches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    ok(&merge(
+        root.path(),
+        &pkg("a/one-1", "0", &[("/usr/bin/tool", "one\n")]),
+        &[],
+    ));
+    let before = snapshot(root.path());
+    let o = merge(
+        root.path(),
+        &pkg(
+            "a/two-1",
+            "0",
+            &[("/usr/bin/tool", "two\n"), ("/usr/bin/other", "x")],
+        ),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/usr/bin/tool (owned by a/one-1)"), "{err}");
+    assert_eq!(snapshot(root.path()), before, "nothing may change");
+
+    // An orphan file is overwritten (protect-owned), unless collision-protect.
+    fs::write(root.path().join("usr/bin/orphan"), "old").unwrap();
+    let p = pkg("a/three-1", "0", &[("/usr/bin/orphan", "new")]);
+    let o = merge(root.path(), &p, &["--collision-protect"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/usr/bin/orphan (not owned by any package)")
+    );
+    ok(&merge(root.path(), &p, &[]));
+    assert_eq!(
+        fs::read(root.path().join("usr/bin/orphan")).unwrap(),
+        b"new"
+    );
+}
+
+#[test]
+fn type_conflicts_move_things_aside() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("usr/share")).unwrap();
+    fs::write(r.join("usr/share/wasfile"), "i am a file").unwrap();
+    fs::create_dir_all(r.join("usr/share/wasdir")).unwrap();
+    let p = pkg(
+        "a/b-1",
+        "0",
+        &[
+            ("/usr/share/wasfile/inner", "x"),
+            ("/usr/share/wasdir", "file"),
+        ],
+    );
+    ok(&merge(r, &p, &[]));
+    assert_eq!(
+        fs::read(r.join("usr/share/wasfile.backup.0000")).unwrap(),
+        b"i am a file"
+    );
+    assert_eq!(fs::read(r.join("usr/share/wasfile/inner")).unwrap(), b"x");
+    assert!(r.join("usr/share/wasdir").is_dir());
+    assert_eq!(
+        fs::read(r.join("usr/share/wasdir.backup.0000")).unwrap(),
+        b"file"
+    );
+
+    // A symlink over a real directory is refused.
+    fs::create_dir_all(r.join("opt/d")).unwrap();
+    let o = merge(r, &pkg("a/c-1", "0", &[("/opt/d", "->elsewhere")]), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PMS forbids"));
+}
+
+#[test]
+fn merges_through_directory_symlinks() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("usr/lib")).unwrap();
+    symlink("usr/lib", r.join("lib")).unwrap();
+    ok(&merge(r, &pkg("a/b-1", "0", &[("/lib/libb.so", "b")]), &[]));
+    assert!(fs::symlink_metadata(r.join("lib"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(r.join("usr/lib/libb.so")).unwrap(), b"b");
+    let contents = fs::read_to_string(r.join("var/db/pkg/a/b-1/CONTENTS")).unwrap();
+    assert!(
+        contents.starts_with("dir /lib\nobj /lib/libb.so "),
+        "{contents}"
+    );
+    // A second package with the same file through the other name collides.
+    let o = merge(r, &pkg("a/c-1", "0", &[("/usr/lib/libb.so", "c")]), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("owned by a/b-1"));
+}
+
+#[test]
+fn hostile_symlinks_in_root_cannot_redirect_writes() {
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("root");
+    let outside = outer.path().join("outside");
+    fs::create_dir_all(root.join("usr")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), "keep").unwrap();
+    // Absolute and relative escapes, and a link to a sibling tree.
+    symlink("/", root.join("usr/abs")).unwrap();
+    symlink("../../../../../../..", root.join("usr/up")).unwrap();
+    symlink(&outside, root.join("usr/sibling")).unwrap();
+    let before_outside = snapshot(&outside);
+    let p = pkg(
+        "a/evil-1",
+        "0",
+        &[
+            ("/usr/abs/victim", "pwned"),
+            ("/usr/up/victim2", "pwned"),
+            ("/usr/sibling/victim", "pwned"),
+        ],
+    );
+    ok(&merge(&root, &p, &[]));
+    assert_eq!(
+        snapshot(&outside),
+        before_outside,
+        "nothing outside ROOT changed"
+    );
+    // They landed inside ROOT, where the symlinks resolve when ROOT is the root.
+    assert_eq!(fs::read(root.join("victim")).unwrap(), b"pwned");
+    assert_eq!(fs::read(root.join("victim2")).unwrap(), b"pwned");
+}
+
+#[test]
+fn failure_while_staging_rolls_back() {
+    if !Command::new("chattr")
+        .arg("--help")
+        .output()
+        .is_ok_and(|_| true)
+    {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("usr/share/locked")).unwrap();
+    fs::create_dir_all(r.join("usr/bin")).unwrap();
+    let before = snapshot(r);
+    let p = pkg(
+        "a/b-1",
+        "0",
+        &[
+            ("/usr/bin/aaa", "a"),
+            ("/usr/new/tree/file", "n"),
+            ("/usr/share/locked/zzz", "z"),
+        ],
+    );
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(r.join("usr/share/locked"))
+        .status()
+        .unwrap();
+    if !st.success() {
+        eprintln!("chattr +i not supported here; skipping");
+        return;
+    }
+    let o = merge(r, &p, &[]);
+    Command::new("chattr")
+        .arg("-i")
+        .arg(r.join("usr/share/locked"))
+        .status()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/usr/share/locked/zzz"), "{err}");
+    let mut after = snapshot(r);
+    // The VDB lock file and its directory may be created by the attempt.
+    after.retain(|k, _| !k.starts_with("var"));
+    assert_eq!(after, before);
+    no_temp_names(r);
+}
+
+#[test]
+fn replacing_a_symlink_is_atomic() {
+    // A reader must never see the path missing while it is replaced.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_path_buf();
+    fs::create_dir_all(r.join("usr/bin")).unwrap();
+    symlink("old-target", r.join("usr/bin/link")).unwrap();
+    fs::write(r.join("usr/bin/file"), "old").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let r = r.clone();
+        std::thread::spawn(move || {
+            let mut misses = 0u64;
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                reads += 1;
+                if fs::symlink_metadata(r.join("usr/bin/link")).is_err() {
+                    misses += 1;
+                }
+                if fs::symlink_metadata(r.join("usr/bin/file")).is_err() {
+                    misses += 1;
+                }
+            }
+            (reads, misses)
+        })
+    };
+    for i in 0..20 {
+        let p = pkg(
+            "a/b-1",
+            "0",
+            &[
+                ("/usr/bin/link", &format!("->target-{i}")),
+                ("/usr/bin/file", &format!("content {i}")),
+            ],
+        );
+        ok(&merge(&r, &p, &[]));
+        fs::remove_dir_all(r.join("var/db/pkg/a")).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, misses) = reader.join().unwrap();
+    assert!(reads > 0);
+    assert_eq!(
+        misses, 0,
+        "the path was missing {misses} times in {reads} reads"
+    );
+    assert_eq!(
+        fs::read_link(r.join("usr/bin/link")).unwrap(),
+        Path::new("target-19")
+    );
+}
+
+#[test]
+fn pretend_touches_nothing_and_same_slot_is_refused_for_now() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let p = pkg("a/b-1", "0", &[("/usr/bin/b", "b")]);
+    let o = merge(r, &p, &["--pretend"]);
+    ok(&o);
+    assert!(snapshot(r).is_empty(), "{:?}", snapshot(r));
+    ok(&merge(r, &p, &[]));
+    let o = merge(r, &pkg("a/b-2", "0", &[("/usr/bin/b", "b2")]), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a/b-1 is installed in the same slot"));
+    // Another slot is fine.
+    ok(&merge(r, &pkg("a/b-2", "2", &[("/usr/bin/b2", "b2")]), &[]));
+}
+
+#[test]
+fn bad_build_info_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let p = pkg("a/b-1", "0", &[("/x", "x")]);
+    fs::remove_file(p.info.join("SLOT")).unwrap();
+    let o = merge(root.path(), &p, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SLOT is undefined"));
+    fs::write(p.info.join("SLOT"), "0").unwrap();
+    fs::write(p.info.join("PF"), "not a valid pf-").unwrap();
+    let o = merge(root.path(), &p, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid package"));
+    assert!(snapshot(root.path()).is_empty());
+}
