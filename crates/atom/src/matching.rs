@@ -167,9 +167,11 @@ impl<'a> PkgRef<'a> {
 
     /// Sets slot and sub-slot from a SLOT value as stored in the VDB (`"0"` or `"0/1.2"`).
     ///
-    /// Like Portage's `_pkg_str`, a value that is not a valid `SLOT[/SUB]` (including an
-    /// empty one) is treated as slot `0`, sub-slot `0`.
+    /// Surrounding whitespace (the file's trailing newline) is ignored. Like Portage's
+    /// `_pkg_str`, a value that is not a valid `SLOT[/SUB]` (including an empty one) is
+    /// treated as slot `0`, sub-slot `0`.
     pub fn with_slot(mut self, slot: &'a str) -> Self {
+        let slot = slot.trim();
         let valid =
             |s: &str| check_chars(s, is_cat_char, "slot", crate::ErrorKind::EmptySlot).is_ok();
         let (s, sub) = match slot.split_once('/') {
@@ -387,6 +389,10 @@ mod tests {
         assert!(Dep::parse("a/b::x").unwrap().matches(&p3));
         let bad = PkgRef::new(&c).with_slot("");
         assert_eq!((bad.slot, bad.subslot), (Some("0"), Some("0")));
+        let bad = PkgRef::new(&c).with_slot("1/2/3");
+        assert_eq!((bad.slot, bad.subslot), (Some("0"), Some("0")));
+        let nl = PkgRef::new(&c).with_slot("2/3\n");
+        assert_eq!((nl.slot, nl.subslot), (Some("2"), Some("3")));
     }
 
     #[test]

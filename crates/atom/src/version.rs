@@ -38,6 +38,13 @@ use crate::error::{char_at, ErrorKind, ParseError, RawError, Subject};
 ///
 /// The `*` of a glob atom (`=cat/pkg-1.2*`) is not part of the version; it is
 /// represented by [`Operator::EqualGlob`](crate::Operator::EqualGlob).
+///
+/// # Differences from Portage
+///
+/// Portage's `ver_regexp` is not ASCII-only and uses `$`, so `vercmp` also accepts
+/// non-ASCII Unicode digits (`vercmp("\u{661}", "1") == 0`) and one trailing newline
+/// (`"1\n"`). Both are rejected here. (Portage's `vercmp` also answers 0 for two identical
+/// invalid strings without validating them; here invalid strings do not parse.)
 #[derive(Clone)]
 pub struct Version {
     text: Box<str>,

@@ -140,14 +140,49 @@ pub enum Action {
     SkipNode,
 }
 
-/// The plan for a whole image.
+/// What the merge needs to know about the image's content, computed once
+/// (outside the lock).
 #[derive(Debug, Clone, Default)]
-pub struct MergePlan {
-    pub actions: Vec<Action>,
+pub struct ImageFacts {
     /// md5 (hex) of each regular file, by entry index.
     pub md5: HashMap<usize, String>,
     /// Symlink targets as merged (after the `${D}` rewrite), by entry index.
     pub targets: HashMap<usize, Vec<u8>>,
+}
+
+/// Hash every file of the image and settle symlink targets.
+pub fn image_facts(
+    image: &Image,
+    info: &BuildInfo,
+    image_dirs: &mut ImageDirs,
+) -> Result<ImageFacts, MergeError> {
+    let mut facts = ImageFacts::default();
+    for (i, e) in image.entries.iter().enumerate() {
+        match &e.kind {
+            ImageKind::File => {
+                let mut f = image_dirs.open_file(e)?;
+                let sum =
+                    md5_file(&mut f).map_err(|err| MergeError::image_io("read", &e.path, err))?;
+                facts.md5.insert(i, sum);
+            }
+            ImageKind::Symlink { target } => {
+                let t = if info.rewrites_image_symlinks() {
+                    strip_image_prefix(target, &image.dir).unwrap_or_else(|| target.clone())
+                } else {
+                    target.clone()
+                };
+                facts.targets.insert(i, t);
+            }
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// The plan for a whole image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergePlan {
+    pub actions: Vec<Action>,
     /// Existing non-directories the package will overwrite.
     pub collisions: Vec<Vec<u8>>,
     /// Messages about backups and the like.
@@ -237,6 +272,7 @@ pub fn plan_merge(
     root: &Root,
     image: &Image,
     info: &BuildInfo,
+    facts: &ImageFacts,
     image_dirs: &mut ImageDirs,
 ) -> Result<MergePlan, MergeError> {
     let mut plan = MergePlan::default();
@@ -276,24 +312,6 @@ pub fn plan_merge(
                 path: lossy(&e.path),
                 reason: "parent directory missing from the image walk".into(),
             })?;
-        // Content facts the plan needs from the image.
-        match &e.kind {
-            ImageKind::File => {
-                let mut f = image_dirs.open_file(e)?;
-                let sum =
-                    md5_file(&mut f).map_err(|err| MergeError::image_io("read", &e.path, err))?;
-                plan.md5.insert(i, sum);
-            }
-            ImageKind::Symlink { target } => {
-                let t = if info.rewrites_image_symlinks() {
-                    strip_image_prefix(target, &image.dir).unwrap_or_else(|| target.clone())
-                } else {
-                    target.clone()
-                };
-                plan.targets.insert(i, t);
-            }
-            _ => {}
-        }
         let DirState::Live(pdir) = parent else {
             // Inside a new directory: everything is created fresh.
             let action = if e.kind == ImageKind::Dir {
@@ -317,9 +335,11 @@ pub fn plan_merge(
                 );
                 if let Some(&j) = seen.get(&key) {
                     let same = match (&e.kind, &image.entries[j].kind) {
-                        (ImageKind::File, ImageKind::File) => plan.md5.get(&i) == plan.md5.get(&j),
+                        (ImageKind::File, ImageKind::File) => {
+                            facts.md5.get(&i) == facts.md5.get(&j)
+                        }
                         (ImageKind::Symlink { .. }, ImageKind::Symlink { .. }) => {
-                            plan.targets.get(&i) == plan.targets.get(&j)
+                            facts.targets.get(&i) == facts.targets.get(&j)
                         }
                         _ => false,
                     };
@@ -634,12 +654,12 @@ impl Stager<'_> {
     }
 }
 
-fn contents_entry(e: &ImageEntry, plan: &MergePlan, i: usize) -> ContentsEntry {
+fn contents_entry(e: &ImageEntry, facts: &ImageFacts, i: usize) -> ContentsEntry {
     let mtime = u64::try_from(e.mtime.sec).unwrap_or(0);
     let kind = match &e.kind {
         ImageKind::Dir => EntryKind::Dir,
         ImageKind::File => EntryKind::Obj {
-            md5: plan
+            md5: facts
                 .md5
                 .get(&i)
                 .cloned()
@@ -649,7 +669,7 @@ fn contents_entry(e: &ImageEntry, plan: &MergePlan, i: usize) -> ContentsEntry {
             mtime,
         },
         ImageKind::Symlink { .. } => EntryKind::Sym {
-            target: plan.targets.get(&i).cloned().unwrap_or_default().into(),
+            target: facts.targets.get(&i).cloned().unwrap_or_default().into(),
             mtime,
         },
         ImageKind::Fifo => EntryKind::Fif,
@@ -658,7 +678,77 @@ fn contents_entry(e: &ImageEntry, plan: &MergePlan, i: usize) -> ContentsEntry {
     ContentsEntry::new(e.path.clone(), kind)
 }
 
+/// Refuse when the slot is taken (replacement comes with the upgrade work).
+fn check_slot(vdb: &Vdb, info: &BuildInfo, reporter: &dyn Reporter) -> Result<(), MergeError> {
+    for other in vdb.entries_in(info.cpv.category(), reporter)? {
+        if other.cpv.pn() != info.cpv.pn() {
+            continue;
+        }
+        let (slot, _) = other.slot(reporter);
+        if slot == info.slot || other.cpv == info.cpv {
+            return Err(MergeError::SlotOccupied {
+                cpv: info.cpv.to_string(),
+                existing: other.cpv.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Portage's protect-owned / collision-protect decision over the planned
+/// collisions. Returns a notice to print when the merge may go on.
+fn check_collisions(
+    vdb: &Vdb,
+    plan: &MergePlan,
+    opts: &MergeOptions,
+    cpv: &str,
+    reporter: &dyn Reporter,
+) -> Result<Option<String>, MergeError> {
+    if plan.collisions.is_empty() || !(opts.collision_protect || opts.protect_owned) {
+        return Ok(None);
+    }
+    let queries: Vec<_> = plan
+        .collisions
+        .iter()
+        .map(|p| vdb::owners::OwnerQuery::new(p))
+        .collect();
+    let owners = vdb::owners::find_owners(vdb, &queries, reporter)?;
+    let mut cols: Vec<Collision> = plan
+        .collisions
+        .iter()
+        .map(|p| Collision {
+            path: lossy(p),
+            owners: Vec::new(),
+        })
+        .collect();
+    for o in owners {
+        cols[o.query].owners.push(o.entry.cpv.to_string());
+    }
+    if opts.collision_protect || cols.iter().any(|c| !c.owners.is_empty()) {
+        let collisions = if opts.collision_protect {
+            cols
+        } else {
+            cols.into_iter().filter(|c| !c.owners.is_empty()).collect()
+        };
+        return Err(MergeError::Collisions {
+            cpv: cpv.to_owned(),
+            collisions,
+        });
+    }
+    Ok(Some(format!(
+        "{cpv}: {} file(s) not owned by any package will be overwritten",
+        cols.len()
+    )))
+}
+
 /// Merge an image into ROOT and record it in the VDB.
+///
+/// Hashing, planning and staging run without the VDB lock, so that several
+/// merges into one root overlap. Under the lock the root is observed again:
+/// if anything the plan depends on changed meanwhile (another merge created
+/// a directory or a file), the staged content is removed and the package is
+/// staged again under the lock. Collisions are decided under the lock, then
+/// the commit renames run and the VDB entry is published.
 pub fn merge_image(
     opts: &MergeOptions,
     reporter: &dyn MergeReporter,
@@ -672,76 +762,24 @@ pub fn merge_image(
         path: opts.root.clone(),
         source: e,
     })?;
-
-    let lock = if opts.pretend {
-        None
-    } else {
-        Some(vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
-            reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
-        })?)
-    };
-
-    // Replacing an installed instance is not supported yet.
-    for other in vdb.entries_in(info.cpv.category(), reporter)? {
-        if other.cpv.pn() != info.cpv.pn() {
-            continue;
-        }
-        let (slot, _) = other.slot(reporter);
-        if slot == info.slot || other.cpv == info.cpv {
-            return Err(MergeError::SlotOccupied {
-                cpv,
-                existing: other.cpv.to_string(),
-            });
-        }
-    }
+    check_slot(&vdb, &info, reporter)?;
 
     let mut image_dirs = ImageDirs::new(&image);
-    let plan = plan_merge(&root, &image, &info, &mut image_dirs)?;
-
-    // Collisions (Portage's protect-owned / collision-protect).
-    if !plan.collisions.is_empty() && (opts.collision_protect || opts.protect_owned) {
-        let queries: Vec<_> = plan
-            .collisions
-            .iter()
-            .map(|p| vdb::owners::OwnerQuery::new(p))
-            .collect();
-        let owners = vdb::owners::find_owners(&vdb, &queries, reporter)?;
-        let mut cols: Vec<Collision> = plan
-            .collisions
-            .iter()
-            .map(|p| Collision {
-                path: lossy(p),
-                owners: Vec::new(),
-            })
-            .collect();
-        for o in owners {
-            cols[o.query].owners.push(o.entry.cpv.to_string());
-        }
-        let refuse = opts.collision_protect || cols.iter().any(|c| !c.owners.is_empty());
-        if refuse {
-            let collisions = if opts.collision_protect {
-                cols
-            } else {
-                cols.into_iter().filter(|c| !c.owners.is_empty()).collect()
-            };
-            return Err(MergeError::Collisions { cpv, collisions });
-        }
-        reporter.event(MergeEvent::Notice(format!(
-            "{cpv}: {} file(s) not owned by any package will be overwritten",
-            cols.len()
-        )));
-    }
-    for n in &plan.notices {
-        reporter.event(MergeEvent::Notice(n.clone()));
-    }
-
+    let facts = image_facts(&image, &info, &mut image_dirs)?;
+    let plan = plan_merge(&root, &image, &info, &facts, &mut image_dirs)?;
     let contents: Vec<ContentsEntry> = image
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| contents_entry(e, &plan, i))
+        .map(|(i, e)| contents_entry(e, &facts, i))
         .collect();
     if opts.pretend {
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, reporter)? {
+            reporter.event(MergeEvent::Notice(n));
+        }
+        for n in &plan.notices {
+            reporter.event(MergeEvent::Notice(n.clone()));
+        }
         return Ok(MergeOutcome {
             cpv,
             counter: -1,
@@ -750,9 +788,9 @@ pub fn merge_image(
             ..MergeOutcome::default()
         });
     }
+    // Fail early (and cheaply) on collisions; decided again under the lock.
+    check_collisions(&vdb, &plan, opts, &cpv, reporter)?;
 
-    // Stage.
-    let tx = format!("{}", std::process::id());
     let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
     let image_dev = std::fs::metadata(&opts.image)
         .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
@@ -761,7 +799,7 @@ pub fn merge_image(
         image: &image,
         image_dirs,
         probe: CopyProbe::new(),
-        tx,
+        tx: format!("{}", std::process::id()),
         root_dev,
         image_dev,
         move_image: opts.move_image,
@@ -770,30 +808,74 @@ pub fn merge_image(
     };
     let mut staged = Staged::default();
     let mut commit: Vec<CommitOp> = Vec::new();
-    let result = stage(
+    if let Err(e) = stage(
         &root,
         &plan,
+        &facts,
         &mut stager,
         &mut staged,
         &mut commit,
         reporter,
-    );
-    if let Err(e) = result {
+    ) {
         staged.rollback();
         return Err(e);
     }
-    let _ = stager.image;
 
-    if opts.sync == SyncMode::Auto {
-        if let Err(e) = rustix::fs::syncfs(root_fd(&root)?) {
+    let lock = match vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+        reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
+    }) {
+        Ok(l) => l,
+        Err(e) => {
             staged.rollback();
-            return Err(MergeError::Io {
+            return Err(e.into());
+        }
+    };
+    let result = (|| {
+        // Validate: the slot, and the plan against the root as it is now.
+        check_slot(&vdb, &info, reporter)?;
+        let now = plan_merge(&root, &image, &info, &facts, &mut stager.image_dirs)?;
+        let plan = if now.actions != plan.actions {
+            // Another merge changed the root meanwhile: stage again, locked.
+            staged.rollback();
+            staged = Staged::default();
+            commit.clear();
+            stager.links.clear();
+            stage(
+                &root,
+                &now,
+                &facts,
+                &mut stager,
+                &mut staged,
+                &mut commit,
+                reporter,
+            )?;
+            now
+        } else {
+            plan
+        };
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, reporter)? {
+            reporter.event(MergeEvent::Notice(n));
+        }
+        for n in &plan.notices {
+            reporter.event(MergeEvent::Notice(n.clone()));
+        }
+        if opts.sync == SyncMode::Auto {
+            rustix::fs::syncfs(root_fd(&root)?).map_err(|e| MergeError::Io {
                 op: "syncfs",
                 path: opts.root.clone(),
                 source: e.into(),
-            });
+            })?;
         }
-    }
+        Ok(plan)
+    })();
+    let plan = match result {
+        Ok(p) => p,
+        Err(e) => {
+            staged.rollback();
+            drop(lock);
+            return Err(e);
+        }
+    };
 
     // Commit: moves aside, then directories and files, then symlinks.
     for op in &commit {
@@ -862,6 +944,7 @@ fn root_fd(root: &Root) -> Result<DirHandle, MergeError> {
 fn stage(
     root: &Root,
     plan: &MergePlan,
+    facts: &ImageFacts,
     st: &mut Stager<'_>,
     staged: &mut Staged,
     commit: &mut Vec<CommitOp>,
@@ -897,7 +980,7 @@ fn stage(
                 std::io::ErrorKind::NotFound.into(),
             )
         })?;
-        let target = plan.targets.get(&i);
+        let target = facts.targets.get(&i);
         match &plan.actions[i] {
             Action::KeepDir => {
                 let h = match parent.open_subdir(e.name()) {

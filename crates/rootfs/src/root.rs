@@ -29,6 +29,19 @@ pub struct FileId {
 const MAX_SYMLINKS: usize = 40;
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+static CHECKED_ENV: std::sync::Once = std::sync::Once::new();
+
+/// Set `VARTREE_NO_OPENAT2=1` to force the component-walk fallback (tests
+/// use it to run whole merges on the path taken by kernels without
+/// `openat2`).
+fn openat2_disabled() -> bool {
+    CHECKED_ENV.call_once(|| {
+        if std::env::var_os("VARTREE_NO_OPENAT2").is_some_and(|v| v == "1") {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+        }
+    });
+    NO_OPENAT2.load(Ordering::Relaxed)
+}
 
 /// An open root directory.
 #[derive(Debug)]
@@ -59,7 +72,7 @@ impl Root {
     /// inside the root.
     pub fn open_path(&self, path: &[u8]) -> io::Result<OwnedFd> {
         let rel = strip_slashes(path);
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
+        if !openat2_disabled() {
             match rustix::fs::openat2(
                 &self.fd,
                 if rel.is_empty() {

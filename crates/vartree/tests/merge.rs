@@ -42,7 +42,12 @@ fn pkg(cpv: &str, slot: &str, files: &[(&str, &str)]) -> Pkg {
 }
 
 fn merge(root: &Path, p: &Pkg, extra: &[&str]) -> Output {
+    merge_env(root, p, extra, &[])
+}
+
+fn merge_env(root: &Path, p: &Pkg, extra: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .envs(env.iter().copied())
         .arg("--root")
         .arg(root)
         .args(["merge", "--sync", "never", "--image"])
@@ -250,6 +255,15 @@ fn merges_through_directory_symlinks() {
 
 #[test]
 fn hostile_symlinks_in_root_cannot_redirect_writes() {
+    hostile_symlinks(&[]);
+}
+
+#[test]
+fn hostile_symlinks_without_openat2() {
+    hostile_symlinks(&[("VARTREE_NO_OPENAT2", "1")]);
+}
+
+fn hostile_symlinks(env: &[(&str, &str)]) {
     let outer = tempfile::tempdir().unwrap();
     let root = outer.path().join("root");
     let outside = outer.path().join("outside");
