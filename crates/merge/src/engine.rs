@@ -43,6 +43,10 @@ pub enum SyncMode {
     /// Portage's `merge-sync`).
     #[default]
     Auto,
+    /// `fsync` every staged file before the commit, every directory whose
+    /// entries changed after it, and the VDB entry's files: durable even on
+    /// filesystems where `syncfs` does not report write-back errors.
+    Always,
     /// No syncs (tests, throw-away roots).
     Never,
 }
@@ -150,21 +154,13 @@ pub struct ImageFacts {
     pub targets: HashMap<usize, Vec<u8>>,
 }
 
-/// Hash every file of the image and settle symlink targets.
-pub fn image_facts(
-    image: &Image,
-    info: &BuildInfo,
-    image_dirs: &mut ImageDirs,
-) -> Result<ImageFacts, MergeError> {
+/// Hash every file of the image (on every core) and settle symlink targets.
+pub fn image_facts(image: &Image, info: &BuildInfo) -> Result<ImageFacts, MergeError> {
     let mut facts = ImageFacts::default();
+    let mut files = Vec::new();
     for (i, e) in image.entries.iter().enumerate() {
         match &e.kind {
-            ImageKind::File => {
-                let mut f = image_dirs.open_file(e)?;
-                let sum =
-                    md5_file(&mut f).map_err(|err| MergeError::image_io("read", &e.path, err))?;
-                facts.md5.insert(i, sum);
-            }
+            ImageKind::File => files.push(i),
             ImageKind::Symlink { target } => {
                 let t = if info.rewrites_image_symlinks() {
                     strip_image_prefix(target, &image.dir).unwrap_or_else(|| target.clone())
@@ -175,6 +171,47 @@ pub fn image_facts(
             }
             _ => {}
         }
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(files.len().div_ceil(64).max(1));
+    // Contiguous chunks keep each thread within a few directories.
+    let chunk = files.len().div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<(usize, String)>, MergeError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut dirs = ImageDirs::new(image);
+                    let mut buf = vec![0u8; 128 * 1024];
+                    let mut out = Vec::with_capacity(part.len());
+                    for &i in part {
+                        let e = &image.entries[i];
+                        let mut f = dirs.open_file(e)?;
+                        let sum = md5_file(&mut f, &mut buf)
+                            .map_err(|err| MergeError::image_io("read", &e.path, err))?;
+                        out.push((i, sum));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(MergeError::BadImage {
+                        path: String::new(),
+                        reason: "hashing thread failed".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        facts.md5.extend(r?);
     }
     Ok(facts)
 }
@@ -197,11 +234,10 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn md5_file(f: &mut File) -> std::io::Result<String> {
+fn md5_file(f: &mut File, buf: &mut [u8]) -> std::io::Result<String> {
     let mut h = Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(buf)?;
         if n == 0 {
             return Ok(hex(&h.finalize()));
         }
@@ -559,6 +595,7 @@ struct Stager<'a> {
     root_dev: u64,
     image_dev: u64,
     move_image: bool,
+    fsync: bool,
     placements: HashMap<Placement, usize>,
     /// Hard links: image inode → (staged dir, staged name) of the first copy.
     links: HashMap<(u64, u64), (Rc<DirHandle>, Vec<u8>)>,
@@ -614,6 +651,9 @@ impl Stager<'_> {
                     rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&dst), &xattrs)
                         .map_err(|err| rio("set xattrs", err))?;
                     set_file_times(&dst, e.mtime, e.mtime).map_err(|err| rio("set times", err))?;
+                    if self.fsync {
+                        dst.sync_all().map_err(|err| rio("fsync", err))?;
+                    }
                 }
                 if e.nlink > 1 {
                     self.links.insert(e.inode, (dir.clone(), name.to_vec()));
@@ -765,7 +805,7 @@ pub fn merge_image(
     check_slot(&vdb, &info, reporter)?;
 
     let mut image_dirs = ImageDirs::new(&image);
-    let facts = image_facts(&image, &info, &mut image_dirs)?;
+    let facts = image_facts(&image, &info)?;
     let plan = plan_merge(&root, &image, &info, &facts, &mut image_dirs)?;
     let contents: Vec<ContentsEntry> = image
         .entries
@@ -803,6 +843,7 @@ pub fn merge_image(
         root_dev,
         image_dev,
         move_image: opts.move_image,
+        fsync: opts.sync == SyncMode::Always,
         placements: HashMap::new(),
         links: HashMap::new(),
     };
@@ -859,7 +900,7 @@ pub fn merge_image(
         for n in &plan.notices {
             reporter.event(MergeEvent::Notice(n.clone()));
         }
-        if opts.sync == SyncMode::Auto {
+        if opts.sync != SyncMode::Never {
             rustix::fs::syncfs(root_fd(&root)?).map_err(|e| MergeError::Io {
                 op: "syncfs",
                 path: opts.root.clone(),
@@ -905,10 +946,27 @@ pub fn merge_image(
         }
     }
 
+    if opts.sync == SyncMode::Always {
+        let mut done = std::collections::HashSet::new();
+        for op in &commit {
+            let dir = match op {
+                CommitOp::MoveAside { dir, .. } | CommitOp::Rename { dir, .. } => dir,
+                CommitOp::Touch { .. } => continue,
+            };
+            if done.insert(Rc::as_ptr(dir)) {
+                dir.fsync()
+                    .map_err(|e| MergeError::root_io("fsync directory of", b"", e))?;
+            }
+        }
+    }
+
     // Publish the VDB entry. The counter is taken before the -MERGING-
     // directory exists, so that the scan of the VDB does not see it.
     let counter = vdb::counter::next_counter(&vdb, reporter)?;
-    let staged_entry = vdb.begin_entry(&info.cpv)?;
+    let mut staged_entry = vdb.begin_entry(&info.cpv)?;
+    if opts.sync == SyncMode::Always {
+        staged_entry = staged_entry.with_durability(rootfs::atomic::Durability::Fsync);
+    }
     for (k, v) in &info.files {
         if k == "COUNTER" || k == "CONTENTS" {
             continue;
@@ -918,7 +976,7 @@ pub fn merge_image(
     staged_entry.write_counter(counter)?;
     staged_entry.write_contents(&contents)?;
     staged_entry.publish(&vdb)?;
-    if opts.sync == SyncMode::Auto {
+    if opts.sync != SyncMode::Never {
         let _ = rustix::fs::syncfs(root_fd(&root)?);
     }
     drop(lock);
@@ -1058,6 +1116,21 @@ fn stage(
                     "{}: something already exists there; the node was not created",
                     lossy(&e.path)
                 )));
+            }
+        }
+    }
+    if st.fsync {
+        // The entries of new directories must be durable before the rename
+        // that publishes them.
+        for (i, e) in image.entries.iter().enumerate() {
+            if matches!(
+                plan.actions[i],
+                Action::NewDirTop { .. } | Action::NewDirInner
+            ) {
+                if let Some(h) = dirs.get(&e.path) {
+                    h.fsync()
+                        .map_err(|err| MergeError::root_io("fsync directory", &e.path, err))?;
+                }
             }
         }
     }

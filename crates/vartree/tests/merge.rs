@@ -284,7 +284,7 @@ fn hostile_symlinks(env: &[(&str, &str)]) {
             ("/usr/sibling/victim", "pwned"),
         ],
     );
-    ok(&merge(&root, &p, &[]));
+    ok(&merge_env(&root, &p, &[], env));
     assert_eq!(
         snapshot(&outside),
         before_outside,
@@ -425,4 +425,81 @@ fn bad_build_info_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid package"));
     assert!(snapshot(root.path()).is_empty());
+}
+
+#[test]
+fn parallel_merges_into_one_root() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("usr/bin")).unwrap();
+    let n = 8;
+    let pkgs: Vec<Pkg> = (0..n)
+        .map(|i| {
+            let files: Vec<(String, String)> = (0..40)
+                .map(|j| {
+                    (
+                        format!("/usr/share/shared-new/p{i}-{j}"),
+                        format!("{i}-{j}"),
+                    )
+                })
+                .chain([
+                    (format!("/usr/bin/tool{i}"), format!("tool {i}")),
+                    (format!("/usr/lib/p{i}/lib.so"), "x".to_string()),
+                ])
+                .collect();
+            let refs: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            pkg(&format!("app-misc/p{i}-1"), "0", &refs)
+        })
+        .collect();
+    let children: Vec<_> = pkgs
+        .iter()
+        .map(|p| {
+            Command::new(env!("CARGO_BIN_EXE_vartree"))
+                .arg("--root")
+                .arg(r)
+                .args(["merge", "--sync", "never", "--image"])
+                .arg(&p.image)
+                .arg("--build-info")
+                .arg(&p.info)
+                .env_remove("ROOT")
+                .env_remove("EPREFIX")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap());
+    }
+    let mut counters = Vec::new();
+    for i in 0..n {
+        let d = r.join(format!("var/db/pkg/app-misc/p{i}-1"));
+        counters.push(fs::read_to_string(d.join("COUNTER")).unwrap());
+        let contents = fs::read_to_string(d.join("CONTENTS")).unwrap();
+        assert_eq!(
+            contents.lines().filter(|l| l.starts_with("obj ")).count(),
+            42
+        );
+    }
+    counters.sort();
+    counters.dedup();
+    assert_eq!(counters.len(), n, "COUNTERs are unique");
+    assert_eq!(
+        fs::read_dir(r.join("usr/share/shared-new"))
+            .unwrap()
+            .count(),
+        n * 40
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .arg("--root")
+        .arg(r)
+        .arg("check")
+        .output()
+        .unwrap();
+    ok(&o);
+    no_temp_names(r);
 }

@@ -14,6 +14,9 @@ use crate::Global;
 pub enum SyncArg {
     /// syncfs before the commit renames and after publishing (Portage's merge-sync).
     Auto,
+    /// fsync every file and directory as well (slow; for filesystems whose syncfs
+    /// does not report write-back errors).
+    Always,
     /// No syncs: for throw-away roots and tests.
     Never,
 }
@@ -85,6 +88,7 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
     opts.move_image = a.move_image;
     opts.sync = match a.sync {
         SyncArg::Auto => SyncMode::Auto,
+        SyncArg::Always => SyncMode::Always,
         SyncArg::Never => SyncMode::Never,
     };
     let r = CliReporter {

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Merge benchmark: vartree vs Portage vs the filesystem floor, in one run.
+
+For each size an image of N small files (portage-ref's `gen_image.py many`,
+100 files per directory) is generated once. Every repetition copies it (not
+timed) to a fresh staging directory on the same filesystem as an empty ROOT,
+then times one merge of it:
+
+  portage   portage-ref merge_image.py --move-image (Portage consumes ${D} by
+            rename, as on a Gentoo box); the whole command, and separately the
+            merge call alone as Portage's script measures it
+  vartree   vartree merge --move-image (rename out of the image too)
+  vartree-copy  vartree merge without --move-image (the image is kept:
+            copy_file_range/reflink into temp names)
+  floor     floor_rename: mkdir + rename of every entry, nothing else
+
+Syncing: `--sync` picks `auto` (Portage's default merge-sync and vartree's
+default: syncfs) or `never` (Portage FEATURES=-merge-sync, vartree --sync
+never). Medians of --reps runs; ratios are computed from the medians of the
+same run, because the machine is shared and noisy.
+
+Run it through scripts/bench-merge.sh, which builds the binaries first.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+REF = os.path.join(os.path.dirname(REPO), "shared", "tools", "portage-ref")
+
+
+def run(cmd, **kw):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout + p.stderr)
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return dt
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,50000")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--sync", choices=["auto", "never"], default="auto")
+    ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/var/tmp"), "vartree-bench-merge"))
+    ap.add_argument("--vartree", required=True)
+    ap.add_argument("--floor", required=True)
+    ap.add_argument("--python", default=sys.executable, help="python with Portage")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    os.makedirs(args.workdir, exist_ok=True)
+    results = {}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        img = os.path.join(args.workdir, f"image-{n}")
+        if not os.path.isdir(img):
+            subprocess.run(
+                [sys.executable, os.path.join(REF, "gen_image.py"), "many", img, "--files", str(n)],
+                check=True,
+                capture_output=True,
+            )
+        bi = os.path.join(args.workdir, "build-info")
+        os.makedirs(bi, exist_ok=True)
+        for k, v in {"CATEGORY": "app-misc", "PF": "many-1.0", "SLOT": "0", "EAPI": "8", "repository": "gentoo"}.items():
+            with open(os.path.join(bi, k), "w") as f:
+                f.write(v + "\n")
+        stage = os.path.join(args.workdir, "stage")
+        root = os.path.join(args.workdir, "root")
+        times = {k: [] for k in ("portage", "portage-merge-call", "vartree", "vartree-copy", "floor")}
+        for rep in range(args.reps):
+            for tool in ("floor", "vartree", "vartree-copy", "portage"):
+                shutil.rmtree(stage, ignore_errors=True)
+                subprocess.run(["cp", "-a", img, stage], check=True)
+                fresh(root)
+                if tool == "floor":
+                    times["floor"].append(run([args.floor, stage, root]))
+                elif tool.startswith("vartree"):
+                    cmd = [args.vartree, "--root", root, "merge", "--image", stage, "--build-info", bi, "--sync", args.sync]
+                    if tool == "vartree":
+                        cmd.append("--move-image")
+                    times[tool].append(run(cmd, env={k: v for k, v in os.environ.items() if k not in ("ROOT", "EPREFIX")}))
+                else:
+                    j = os.path.join(args.workdir, "portage.json")
+                    cmd = [args.python, os.path.join(REF, "merge_image.py"), "--root", root, "--image", stage,
+                           "--cpv", "app-misc/many-1.0", "--move-image", "--no-env-update", "--json", j]
+                    if args.sync == "never":
+                        cmd += ["--features=-merge-sync"]
+                    times["portage"].append(run(cmd))
+                    with open(j) as f:
+                        times["portage-merge-call"].append(json.load(f)["timings_s"]["merge"])
+            sys.stderr.write(f"  size {n}: rep {rep + 1}/{args.reps} done\n")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[n] = {"median_s": med, "runs": times}
+        print(f"\n### {n} files, sync={args.sync} (median of {args.reps})")
+        print("| tool | median s | vs vartree |")
+        print("| --- | ---: | ---: |")
+        for k in ("portage", "portage-merge-call", "vartree", "vartree-copy", "floor"):
+            print(f"| {k} | {med[k]:.3f} | {med[k] / med['vartree']:.2f}x |")
+        print(f"\nPortage / vartree: **{med['portage'] / med['vartree']:.1f}x** (merge call alone: "
+              f"{med['portage-merge-call'] / med['vartree']:.1f}x); vartree / floor: **{med['vartree'] / med['floor']:.2f}x**")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
