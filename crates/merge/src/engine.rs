@@ -34,7 +34,7 @@ use vdb::db::{Reporter, Vdb};
 
 use crate::buildinfo::{read_build_info, BuildInfo};
 use crate::error::{Collision, MergeError};
-use crate::image::{scan_image, strip_image_prefix, Image, ImageEntry, ImageKind};
+use crate::image::{scan_image, strip_image_prefix_any, Image, ImageEntry, ImageKind};
 
 /// When to flush to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,7 +163,7 @@ pub fn image_facts(image: &Image, info: &BuildInfo) -> Result<ImageFacts, MergeE
             ImageKind::File => files.push(i),
             ImageKind::Symlink { target } => {
                 let t = if info.rewrites_image_symlinks() {
-                    strip_image_prefix(target, &image.dir).unwrap_or_else(|| target.clone())
+                    strip_image_prefix_any(target, &image.dir).unwrap_or_else(|| target.clone())
                 } else {
                     target.clone()
                 };
@@ -323,10 +323,8 @@ pub fn plan_merge(
         Err(e) => return Err(MergeError::root_io("open", &image.eprefix, e)),
     };
     if matches!(top, DirState::New) && !image.entries.is_empty() {
-        return Err(MergeError::Root {
-            op: "find EPREFIX directory",
-            path: lossy(&image.eprefix),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        return Err(MergeError::MissingEprefix {
+            eprefix: lossy(&image.eprefix),
         });
     }
     let parent_key = |p: &[u8]| -> Vec<u8> {
@@ -524,14 +522,14 @@ impl ImageDirs {
 
     /// Open an image file for reading.
     pub fn open_file(&mut self, e: &ImageEntry) -> Result<File, MergeError> {
-        let d = self.dir(e.parent())?;
-        d.open_file(e.name())
+        let d = self.dir(e.raw_parent())?;
+        d.open_file(e.raw_name())
             .map_err(|err| MergeError::image_io("open", &e.path, err))
     }
 
     /// The image directory holding an entry.
     pub fn parent_of(&mut self, e: &ImageEntry) -> Result<Rc<DirHandle>, MergeError> {
-        self.dir(e.parent())
+        self.dir(e.raw_parent())
     }
 }
 
@@ -599,9 +597,24 @@ struct Stager<'a> {
     placements: HashMap<Placement, usize>,
     /// Hard links: image inode → (staged dir, staged name) of the first copy.
     links: HashMap<(u64, u64), (Rc<DirHandle>, Vec<u8>)>,
+    /// Files moved out of the image (`--move-image`): (staged dir, staged
+    /// name, image dir, image name), so that a rollback can put them back.
+    moved: Vec<Moved>,
 }
 
+/// A file moved out of the image: (staged dir, staged name, image dir,
+/// image name).
+type Moved = (Rc<DirHandle>, Vec<u8>, Rc<DirHandle>, Vec<u8>);
+
 impl Stager<'_> {
+    /// Put files moved out of the image back (before the staged trees that
+    /// hold them are removed).
+    fn unmove(&mut self) {
+        for (dir, name, src_dir, src_name) in self.moved.drain(..).rev() {
+            let _ = dir.rename(&name, &src_dir, &src_name);
+        }
+    }
+
     /// Create one entry (not a directory) as `name` in `dir`.
     fn create(
         &mut self,
@@ -613,22 +626,38 @@ impl Stager<'_> {
         let rio = |op, err| MergeError::root_io(op, &e.path, err);
         match &e.kind {
             ImageKind::File => {
+                let moving = self.move_image && self.image_dev == self.root_dev;
                 if e.nlink > 1 {
                     if let Some((d, n)) = self.links.get(&e.inode) {
                         if d.link(n, dir, name).is_ok() {
+                            if moving {
+                                // The image name goes, as a move would take it.
+                                let src_dir = self.image_dirs.parent_of(e)?;
+                                src_dir
+                                    .unlink(e.raw_name())
+                                    .map_err(|err| MergeError::image_io("unlink", &e.path, err))?;
+                                self.moved.push((
+                                    dir.clone(),
+                                    name.to_vec(),
+                                    src_dir,
+                                    e.raw_name().to_vec(),
+                                ));
+                            }
                             return Ok(());
                         }
                     }
                 }
                 let src_dir = self.image_dirs.parent_of(e)?;
-                if self.move_image && self.image_dev == self.root_dev {
+                if moving {
                     src_dir
-                        .rename(e.name(), dir, name)
+                        .rename(e.raw_name(), dir, name)
                         .map_err(|err| rio("move from the image", err))?;
+                    self.moved
+                        .push((dir.clone(), name.to_vec(), src_dir, e.raw_name().to_vec()));
                     *self.placements.entry(Placement::Rename).or_default() += 1;
                 } else {
                     let mut src = src_dir
-                        .open_file(e.name())
+                        .open_file(e.raw_name())
                         .map_err(|err| MergeError::image_io("open", &e.path, err))?;
                     let mut dst = dir
                         .create_file(name, 0o600)
@@ -695,7 +724,8 @@ impl Stager<'_> {
 }
 
 fn contents_entry(e: &ImageEntry, facts: &ImageFacts, i: usize) -> ContentsEntry {
-    let mtime = u64::try_from(e.mtime.sec).unwrap_or(0);
+    // Floor seconds, as Portage's `mtime_ns // 10**9` (negative before 1970).
+    let mtime = e.mtime.sec;
     let kind = match &e.kind {
         ImageKind::Dir => EntryKind::Dir,
         ImageKind::File => EntryKind::Obj {
@@ -846,6 +876,7 @@ pub fn merge_image(
         fsync: opts.sync == SyncMode::Always,
         placements: HashMap::new(),
         links: HashMap::new(),
+        moved: Vec::new(),
     };
     let mut staged = Staged::default();
     let mut commit: Vec<CommitOp> = Vec::new();
@@ -858,6 +889,7 @@ pub fn merge_image(
         &mut commit,
         reporter,
     ) {
+        stager.unmove();
         staged.rollback();
         return Err(e);
     }
@@ -867,6 +899,7 @@ pub fn merge_image(
     }) {
         Ok(l) => l,
         Err(e) => {
+            stager.unmove();
             staged.rollback();
             return Err(e.into());
         }
@@ -877,6 +910,7 @@ pub fn merge_image(
         let now = plan_merge(&root, &image, &info, &facts, &mut stager.image_dirs)?;
         let plan = if now.actions != plan.actions {
             // Another merge changed the root meanwhile: stage again, locked.
+            stager.unmove();
             staged.rollback();
             staged = Staged::default();
             commit.clear();
@@ -912,6 +946,7 @@ pub fn merge_image(
     let plan = match result {
         Ok(p) => p,
         Err(e) => {
+            stager.unmove();
             staged.rollback();
             drop(lock);
             return Err(e);

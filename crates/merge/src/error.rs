@@ -53,6 +53,8 @@ pub enum MergeError {
     InternalCollision { cpv: String, path: String },
     #[error("{cpv}: {existing} is installed in the same slot; replacing an installed package is not supported yet. Unmerge it first.")]
     SlotOccupied { cpv: String, existing: String },
+    #[error("EPREFIX {eprefix} does not exist in ROOT; nothing was merged. Check --eprefix, or create the prefix first.")]
+    MissingEprefix { eprefix: String },
     #[error(transparent)]
     Vdb(#[from] vdb::db::VdbError),
     #[error("VDB lock: {0}")]

@@ -26,8 +26,12 @@ pub enum ImageKind {
 /// One entry of the image.
 #[derive(Debug, Clone)]
 pub struct ImageEntry {
-    /// Absolute path relative to ROOT, including EPREFIX (`/usr/bin/foo`).
+    /// Absolute path relative to ROOT, including EPREFIX (`/usr/bin/foo`),
+    /// as it is merged and recorded: bytes that are not valid UTF-8 are
+    /// replaced by `?`, as Portage renames such names.
     pub path: Vec<u8>,
+    /// The same path as it is in the image (raw bytes).
+    pub raw_path: Vec<u8>,
     pub kind: ImageKind,
     /// Full `st_mode` (type and permission bits).
     pub mode: u32,
@@ -49,6 +53,30 @@ impl ImageEntry {
     pub fn parent(&self) -> &[u8] {
         vdb::contents::dirname(&self.path)
     }
+    /// The basename in the image.
+    pub fn raw_name(&self) -> &[u8] {
+        vdb::contents::basename(&self.raw_path)
+    }
+    /// The parent path in the image.
+    pub fn raw_parent(&self) -> &[u8] {
+        vdb::contents::dirname(&self.raw_path)
+    }
+}
+
+/// Replace every invalid UTF-8 sequence by `?` (Portage renames image
+/// names that do not decode).
+pub fn sanitize_name(name: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if std::str::from_utf8(name).is_ok() {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = Vec::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        out.extend_from_slice(chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.push(b'?');
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// An image read from a directory.
@@ -62,7 +90,12 @@ pub struct Image {
     pub entries: Vec<ImageEntry>,
 }
 
-fn stat_entry(dir: &DirHandle, name: &[u8], path: Vec<u8>) -> Result<ImageEntry, MergeError> {
+fn stat_entry(
+    dir: &DirHandle,
+    name: &[u8],
+    path: Vec<u8>,
+    raw_path: Vec<u8>,
+) -> Result<ImageEntry, MergeError> {
     let st = dir
         .lstat(name)
         .map_err(|e| MergeError::image_io("lstat", &path, e))?;
@@ -85,6 +118,7 @@ fn stat_entry(dir: &DirHandle, name: &[u8], path: Vec<u8>) -> Result<ImageEntry,
     };
     Ok(ImageEntry {
         path,
+        raw_path,
         kind,
         mode: st.mode,
         uid: st.uid,
@@ -143,7 +177,7 @@ pub fn scan_image(image_dir: &Path, eprefix: &Path) -> Result<Image, MergeError>
     } else {
         eprefix_bytes.clone()
     };
-    walk(&start, &base, &mut entries, &mut bad)?;
+    walk(&start, &base, &base, &mut entries, &mut bad)?;
     if !bad.is_empty() {
         return Err(MergeError::LineBreaks { paths: bad });
     }
@@ -157,6 +191,7 @@ pub fn scan_image(image_dir: &Path, eprefix: &Path) -> Result<Image, MergeError>
 fn walk(
     dir: &DirHandle,
     base: &[u8],
+    raw_base: &[u8],
     out: &mut Vec<ImageEntry>,
     bad: &mut Vec<String>,
 ) -> Result<(), MergeError> {
@@ -167,12 +202,15 @@ fn walk(
     for name in names {
         let mut path = base.to_vec();
         path.push(b'/');
-        path.extend_from_slice(&name);
+        path.extend_from_slice(&sanitize_name(&name));
+        let mut raw_path = raw_base.to_vec();
+        raw_path.push(b'/');
+        raw_path.extend_from_slice(&name);
         if has_line_break(&name) {
             bad.push(String::from_utf8_lossy(&path).into_owned());
             continue;
         }
-        let e = stat_entry(dir, &name, path.clone())?;
+        let e = stat_entry(dir, &name, path.clone(), raw_path.clone())?;
         if let ImageKind::Symlink { target } = &e.kind {
             if has_line_break(target) {
                 bad.push(String::from_utf8_lossy(&path).into_owned());
@@ -184,14 +222,22 @@ fn walk(
             let sub = dir
                 .open_subdir(&name)
                 .map_err(|e| MergeError::image_io("open directory", &path, e))?;
-            walk(&sub, &path, out, bad)?;
+            walk(&sub, &path, &raw_path, out, bad)?;
         }
     }
     Ok(())
 }
 
 /// Strip the image directory from a symlink target that points into it
-/// (EAPI ≤ 8: Portage records the stripped target; we also create it).
+/// (EAPI ≤ 8: Portage records the stripped target; we also create it). The
+/// image directory is tried as given (made absolute) and canonicalised.
+pub fn strip_image_prefix_any(target: &[u8], image_dir: &Path) -> Option<Vec<u8>> {
+    let abs = std::path::absolute(image_dir).unwrap_or_else(|_| image_dir.to_owned());
+    let canon = std::fs::canonicalize(image_dir).ok();
+    strip_image_prefix(target, &abs).or_else(|| canon.and_then(|c| strip_image_prefix(target, &c)))
+}
+
+/// [`strip_image_prefix_any`] for one spelling of the image directory.
 pub fn strip_image_prefix(target: &[u8], image_dir: &Path) -> Option<Vec<u8>> {
     let mut d = image_dir.as_os_str().as_encoded_bytes().to_vec();
     while d.len() > 1 && d.ends_with(b"/") {

@@ -34,9 +34,15 @@ impl Reporter for StderrReporter {
 /// Print a fatal error with its causes.
 pub fn error(e: &anyhow::Error) {
     let mut err = io::stderr().lock();
-    let _ = write!(err, "vartree: error: {e}");
+    let mut shown = e.to_string();
+    let _ = write!(err, "vartree: error: {shown}");
     for cause in e.chain().skip(1) {
-        let _ = write!(err, ": {cause}");
+        // Library errors already include their cause in their message.
+        let c = cause.to_string();
+        if !shown.contains(&c) {
+            let _ = write!(err, ": {c}");
+            shown.push_str(&c);
+        }
     }
     let _ = writeln!(err);
 }

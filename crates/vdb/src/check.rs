@@ -171,7 +171,7 @@ fn check_one(
                     Err(_) => push(out, Problem::Unreadable),
                 }
             }
-            if opts.mtime && u64::try_from(st.mtime).ok() != Some(*mtime) {
+            if opts.mtime && st.mtime != *mtime {
                 push(out, Problem::Mtime);
             }
         }

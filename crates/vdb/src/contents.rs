@@ -32,9 +32,9 @@ pub enum EntryKind {
     /// `obj <path> <md5> <mtime>`; `md5` is kept as written (normally 32
     /// lowercase hex digits; old entries may be uppercase, portage-utils
     /// also writes 40-digit SHA-1).
-    Obj { md5: Box<[u8]>, mtime: u64 },
+    Obj { md5: Box<[u8]>, mtime: i64 },
     /// `sym <path> -> <target> <mtime>`
-    Sym { target: Box<[u8]>, mtime: u64 },
+    Sym { target: Box<[u8]>, mtime: i64 },
     /// `fif <path>`
     Fif,
     /// `dev <path>`
@@ -54,7 +54,7 @@ impl EntryKind {
     }
 
     /// The recorded mtime (seconds) of `obj` and `sym` entries.
-    pub fn mtime(&self) -> Option<u64> {
+    pub fn mtime(&self) -> Option<i64> {
         match self {
             EntryKind::Obj { mtime, .. } | EntryKind::Sym { mtime, .. } => Some(*mtime),
             _ => None,
@@ -226,15 +226,26 @@ fn all_digits(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(u8::is_ascii_digit)
 }
 
-fn parse_u64(s: &[u8]) -> Result<u64, LineProblem> {
-    let mut v: u64 = 0;
-    for &b in s {
+/// An mtime: digits, with an optional leading `-`. Portage's reader
+/// accepts digits only (a pre-1970 file's line is dropped); vartree also
+/// reads the negative values Portage itself writes for such files.
+fn is_mtime(s: &[u8]) -> bool {
+    all_digits(s.strip_prefix(b"-").unwrap_or(s))
+}
+
+fn parse_mtime(s: &[u8]) -> Result<i64, LineProblem> {
+    let (neg, digits) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let mut v: i64 = 0;
+    for &b in digits {
         v = v
             .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .and_then(|v| v.checked_add(i64::from(b - b'0')))
             .ok_or(LineProblem::MtimeOverflow)?;
     }
-    Ok(v)
+    Ok(if neg { -v } else { v })
 }
 
 fn rfind_byte(s: &[u8], b: u8) -> Option<usize> {
@@ -271,7 +282,7 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
             // obj (.+) (\S+) (\d+)
             let sp = rfind_byte(rest, b' ').ok_or(LineProblem::Unrecognized)?;
             let mtime = &rest[sp + 1..];
-            if !all_digits(mtime) {
+            if !is_mtime(mtime) {
                 return Err(LineProblem::Unrecognized);
             }
             let body = &rest[..sp];
@@ -285,7 +296,7 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
                 path,
                 EntryKind::Obj {
                     md5: md5.into(),
-                    mtime: parse_u64(mtime)?,
+                    mtime: parse_mtime(mtime)?,
                 },
             ))
         }
@@ -296,10 +307,10 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
             } else {
                 let sp = rfind_byte(rest, b' ').ok_or(LineProblem::Unrecognized)?;
                 let mtime = &rest[sp + 1..];
-                if !all_digits(mtime) {
+                if !is_mtime(mtime) {
                     return Err(LineProblem::Unrecognized);
                 }
-                (&rest[..sp], parse_u64(mtime)?)
+                (&rest[..sp], parse_mtime(mtime)?)
             };
             // The path is greedy: take the last " -> " that leaves a
             // non-empty target and a non-empty path.
@@ -338,7 +349,7 @@ fn find_last_arrow(s: &[u8]) -> Option<usize> {
 
 /// Recognise the Python-2 `os.stat` tuple that very old Portage wrote as a
 /// symlink mtime (bug 351814) and return the part before it with st_mtime.
-fn old_symlink_mtime(rest: &[u8]) -> Option<(&[u8], u64)> {
+fn old_symlink_mtime(rest: &[u8]) -> Option<(&[u8], i64)> {
     if rest.last() != Some(&b')') {
         return None;
     }
@@ -363,7 +374,7 @@ fn old_symlink_mtime(rest: &[u8]) -> Option<(&[u8], u64)> {
             return None;
         }
         if i == 8 {
-            mtime = Some(parse_u64(digits).ok()?);
+            mtime = Some(parse_mtime(digits).ok()?);
         }
     }
     Some((&rest[..open - 1], mtime?))
@@ -573,9 +584,10 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_and_skipped() {
-        let data = b"dir /usr\nobj /x\0y abc 1\ngarbage\nobj /nomtime abc\nobj /neg abc -5\nsym /a -> 3\ndir /ok\n";
+        let data = b"dir /usr\nobj /x\0y abc 1\ngarbage\nobj /nomtime abc\nobj /neg abc -5x\nsym /a -> 3\ndir /ok\nobj /pre-1970 abc -5\n";
         let c = parse_contents(data);
-        assert_eq!(c.entries.len(), 2);
+        assert_eq!(c.entries.len(), 3);
+        assert_eq!(c.entries[2].kind.mtime(), Some(-5));
         let lines: Vec<_> = c.errors.iter().map(|e| (e.line, e.problem)).collect();
         assert_eq!(
             lines,
@@ -636,7 +648,7 @@ mod tests {
             path in "/[a-zA-Z0-9 ._>-]{1,30}",
             target in "[a-zA-Z0-9 ./_-]{1,20}",
             md5 in "[0-9a-f]{32}",
-            mtime in 0u64..u64::MAX,
+            mtime in i64::MIN + 1..i64::MAX,
             ty in 0u8..5,
         ) {
             let kind = match ty {

@@ -241,3 +241,99 @@ pub fn absolutize(root: &Path, q: &[u8], cwd: &Path) -> Option<Vec<u8>> {
     out.extend_from_slice(rel.as_os_str().as_encoded_bytes());
     Some(out)
 }
+
+/// One package's CONTENTS as Portage's `dblink` looks paths up in it
+/// (`isowner` / `_match_contents`): its keys (normalised paths plus every
+/// parent directory below EPREFIX) and, lazily, the identity of each key's
+/// parent directory inside ROOT.
+#[derive(Debug, Default)]
+pub struct PackageKeys {
+    keys: HashMap<Vec<u8>, crate::contents::EntryType>,
+    by_basename: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+}
+
+impl PackageKeys {
+    /// Build from CONTENTS entries. `eprefix` is `""` or `/prefix`.
+    pub fn new(entries: &[crate::contents::ContentsEntry], eprefix: &[u8]) -> Self {
+        let prefix_depth = depth(eprefix);
+        let mut pk = PackageKeys::default();
+        for e in entries {
+            let key = e.normalized_path().into_owned();
+            let mut p = dirname(&key).to_vec();
+            while depth(&p) > prefix_depth && !pk.keys.contains_key(&p) {
+                pk.insert(p.clone(), crate::contents::EntryType::Dir);
+                p = dirname(&p).to_vec();
+            }
+            pk.insert(key, e.entry_type());
+        }
+        pk
+    }
+
+    fn insert(&mut self, key: Vec<u8>, t: crate::contents::EntryType) {
+        if self.keys.insert(key.clone(), t).is_none() {
+            self.by_basename
+                .entry(basename(&key).to_vec())
+                .or_default()
+                .push(key);
+        }
+    }
+
+    /// Is `path` one of the keys (exactly)?
+    pub fn contains(&self, path: &[u8]) -> bool {
+        self.keys.contains_key(path)
+    }
+
+    /// The type recorded for a key.
+    pub fn entry_type(&self, key: &[u8]) -> Option<crate::contents::EntryType> {
+        self.keys.get(key).copied()
+    }
+
+    /// The key owning `path` (normalised, inside ROOT): the same key, or a
+    /// key with the same basename whose parent directory is the same
+    /// directory as `path`'s parent (through symlinks, inside ROOT).
+    pub fn match_path(&self, root: &Root, path: &[u8]) -> Option<&[u8]> {
+        let path = contents::normalize_if_needed(path);
+        if let Some((k, _)) = self.keys.get_key_value(path.as_ref()) {
+            return Some(k);
+        }
+        let cands = self.by_basename.get(basename(&path))?;
+        let want = root.file_id(dirname(&path)).ok()?;
+        cands
+            .iter()
+            .find(|k| root.file_id(dirname(k)).ok() == Some(want))
+            .map(Vec::as_slice)
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = (&[u8], crate::contents::EntryType)> {
+        self.keys.iter().map(|(k, t)| (k.as_slice(), *t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contents::parse_contents;
+
+    #[test]
+    fn package_keys_match_like_isowner() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let c = parse_contents(b"obj /lib/libx.so abc 1\nsym /usr/bin/y -> x 1\n");
+        let pk = PackageKeys::new(&c.entries, b"");
+        let root = Root::open(t.path()).unwrap();
+        assert_eq!(
+            pk.match_path(&root, b"/lib/libx.so"),
+            Some(&b"/lib/libx.so"[..])
+        );
+        assert_eq!(
+            pk.match_path(&root, b"/usr/lib/libx.so"),
+            Some(&b"/lib/libx.so"[..])
+        );
+        assert_eq!(pk.match_path(&root, b"/usr//bin"), Some(&b"/usr/bin"[..]));
+        assert_eq!(pk.match_path(&root, b"/usr"), Some(&b"/usr"[..]));
+        assert_eq!(pk.match_path(&root, b"/usr/lib/other"), None);
+        assert!(!pk.contains(b"/"));
+    }
+}
