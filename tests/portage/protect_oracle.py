@@ -10,6 +10,9 @@ Ops (all evaluated with the real Portage 3.0.83 functions):
   new_protect       dest, newmd5, force                 -> path
   confmem           src, dst, ops=[["set",k,v]|["del",k]]
                     -> {"items": [[k, [v...]], ...]} and writes dst (writedict)
+  protect_decide    installed, has_instance, protect_if_modified, src_md5,
+                    src_link, dest_mode, dest_md5, dest_link, confmem, ignore
+                    -> dblink._protect's outcome (see protect_decide)
   install_mask      mask, paths                         -> [bool | "error"]
   fnmatch           pattern, names                      -> [bool]
   shlex_split       s                                   -> [str]
@@ -32,6 +35,71 @@ import traceback
 
 # Bytes that are not UTF-8 travel as surrogate escapes in JSON strings
 # ("\udcXX"); os functions accept them as str paths.
+
+
+def protect_decide(op):
+    """dblink._protect on a stub dblink: the installed instance's CONTENTS
+    entry comes from op["installed"] (null, ["dir"], ["obj", md5],
+    ["sym", target]); new_protect_filename is intercepted to report its
+    arguments instead of touching a directory."""
+    import stat
+    import types
+
+    import portage.util
+    from portage.dbapi.vartree import dblink
+
+    dest_real = "/etc/x.conf"
+    inst = op["installed"]
+    if op["has_instance"]:
+        if inst is None:
+            contents = {}
+        elif inst[0] == "dir":
+            contents = {dest_real: ("dir",)}
+        else:
+            contents = {dest_real: (inst[0], "0", inst[1])}
+        instance = types.SimpleNamespace(
+            _match_contents=lambda p: p if p in contents else False,
+            getcontents=lambda: contents,
+        )
+    else:
+        instance = None
+    fake = types.SimpleNamespace(_installed_instance=instance)
+    modes = {
+        None: None,
+        "file": stat.S_IFREG | 0o644,
+        "link": stat.S_IFLNK | 0o777,
+        "dir": stat.S_IFDIR | 0o755,
+    }
+    cfgfiledict = {k: [v] for k, v in op["confmem"].items()}
+    cfgfiledict["IGNORE"] = 1 if op["ignore"] else 0
+    saved = portage.util.new_protect_filename
+    portage.util.new_protect_filename = lambda dest, newmd5=None, force=False: [
+        "CFG",
+        newmd5,
+        force,
+    ]
+    try:
+        dest, protected, move_me = dblink._protect(
+            fake,
+            cfgfiledict,
+            op["protect_if_modified"],
+            op["src_md5"],
+            op["src_link"],
+            "/root" + dest_real,
+            dest_real,
+            modes[op["dest_mode"]],
+            op["dest_md5"],
+            op["dest_link"],
+        )
+    finally:
+        portage.util.new_protect_filename = saved
+    cfgfiledict.pop("IGNORE", None)
+    return {
+        "dest": dest,
+        "protected": bool(protected),
+        "moveme": bool(move_me),
+        "confmem": {k: v for k, v in cfgfiledict.items()},
+    }
 
 
 def run(op):
@@ -57,6 +125,8 @@ def run(op):
                 d.pop(o[1], None)
         writedict(d, op["dst"])
         return {"items": items}
+    if kind == "protect_decide":
+        return protect_decide(op)
     if kind == "install_mask":
         from portage.util.install_mask import InstallMask
 

@@ -68,6 +68,12 @@ pub struct MergeOptions {
     /// Rename files out of the image when it is on ROOT's filesystem (the
     /// image is consumed, as Portage consumes `${D}`).
     pub move_image: bool,
+    /// FEATURES=merge-use-vdb: when the replaced instance's CONTENTS md5
+    /// and mtime match a live file, take its hash from the VDB instead of
+    /// reading it.
+    pub trust_vdb: bool,
+    /// Unmerge settings used for the replaced instance's leftovers.
+    pub unmerge: crate::unmerge::UnmergeOptions,
 }
 
 impl MergeOptions {
@@ -86,6 +92,8 @@ impl MergeOptions {
             sync: SyncMode::Auto,
             pretend: false,
             move_image: false,
+            trust_vdb: false,
+            unmerge: crate::unmerge::UnmergeOptions::default(),
         }
     }
 }
@@ -115,6 +123,10 @@ pub trait MergeReporter: Reporter {
 pub struct MergeOutcome {
     pub cpv: String,
     pub counter: i64,
+    /// The instances this merge replaced (REPLACING_VERSIONS).
+    pub replaced: Vec<String>,
+    /// Paths of replaced instances that were removed.
+    pub removed: usize,
     pub contents: Vec<ContentsEntry>,
     /// How many files were placed by each method.
     pub placements: Vec<(Placement, usize)>,
@@ -309,6 +321,7 @@ pub fn plan_merge(
     image: &Image,
     info: &BuildInfo,
     facts: &ImageFacts,
+    vdb_hint: Option<&VdbHint>,
     image_dirs: &mut ImageDirs,
 ) -> Result<MergePlan, MergeError> {
     let mut plan = MergePlan::default();
@@ -453,14 +466,26 @@ pub fn plan_merge(
             (ImageKind::Fifo | ImageKind::Device { .. }, Some(_)) => Action::SkipNode,
             (ImageKind::File, Some(st)) => {
                 plan.collisions.push(e.path.clone());
-                let identical =
-                    st.kind == FileKind::Regular && st.mode == e.mode && st.size == e.size && {
-                        let mut a = pdir
-                            .open_file(e.name())
-                            .map_err(|err| MergeError::root_io("open", &e.path, err))?;
-                        let mut b = image_dirs.open_file(e)?;
-                        same_content(&mut a, &mut b)
-                            .map_err(|err| MergeError::root_io("read", &e.path, err))?
+                let same_meta = st.kind == FileKind::Regular && st.mode == e.mode;
+                // merge-use-vdb: the replaced instance's record, when the
+                // live mtime still matches it, stands for the live content.
+                let by_vdb = vdb_hint
+                    .and_then(|h| h.get(&e.path))
+                    .filter(|(_, mtime)| *mtime == st.mtime)
+                    .map(|(md5, _)| Some(md5) == facts.md5.get(&i));
+                let identical = same_meta
+                    && match by_vdb {
+                        Some(same) => same,
+                        None => {
+                            st.size == e.size && {
+                                let mut a = pdir
+                                    .open_file(e.name())
+                                    .map_err(|err| MergeError::root_io("open", &e.path, err))?;
+                                let mut b = image_dirs.open_file(e)?;
+                                same_content(&mut a, &mut b)
+                                    .map_err(|err| MergeError::root_io("read", &e.path, err))?
+                            }
+                        }
                     };
                 if identical {
                     Action::Touch
@@ -482,6 +507,23 @@ pub fn plan_merge(
         plan.actions.push(action);
     }
     Ok(plan)
+}
+
+/// md5 and mtime of the replaced instance's `obj` entries, by path.
+pub type VdbHint = HashMap<Vec<u8>, (String, i64)>;
+
+/// Build the merge-use-vdb hint from an installed instance's CONTENTS.
+pub fn vdb_hint(entries: &[ContentsEntry]) -> VdbHint {
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Obj { md5, mtime } => Some((
+                e.normalized_path().into_owned(),
+                (String::from_utf8_lossy(md5).to_ascii_lowercase(), *mtime),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Open directories of the image, kept along the current walk path.
@@ -600,6 +642,9 @@ struct Stager<'a> {
     /// Files moved out of the image (`--move-image`): (staged dir, staged
     /// name, image dir, image name), so that a rollback can put them back.
     moved: Vec<Moved>,
+    /// Identities of the regular files placed (never removed by the
+    /// unmerge of a replaced instance, whatever their name there).
+    inodes: std::collections::HashSet<rootfs::root::FileId>,
 }
 
 /// A file moved out of the image: (staged dir, staged name, image dir,
@@ -652,6 +697,10 @@ impl Stager<'_> {
                     src_dir
                         .rename(e.raw_name(), dir, name)
                         .map_err(|err| rio("move from the image", err))?;
+                    self.inodes.insert(rootfs::root::FileId {
+                        dev: e.inode.0,
+                        ino: e.inode.1,
+                    });
                     self.moved
                         .push((dir.clone(), name.to_vec(), src_dir, e.raw_name().to_vec()));
                     *self.placements.entry(Placement::Rename).or_default() += 1;
@@ -675,6 +724,12 @@ impl Stager<'_> {
                     *self.placements.entry(how).or_default() += 1;
                     set_owner_mode(&dst, e.uid, e.gid, e.mode)
                         .map_err(|err| rio("chown/chmod", err))?;
+                    if let Ok(m) = dst.metadata() {
+                        self.inodes.insert(rootfs::root::FileId {
+                            dev: std::os::unix::fs::MetadataExt::dev(&m),
+                            ino: std::os::unix::fs::MetadataExt::ino(&m),
+                        });
+                    }
                     let xattrs = rootfs::dir::read_xattrs(std::os::fd::AsFd::as_fd(&src))
                         .map_err(|err| MergeError::image_io("read xattrs", &e.path, err))?;
                     rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&dst), &xattrs)
@@ -748,21 +803,27 @@ fn contents_entry(e: &ImageEntry, facts: &ImageFacts, i: usize) -> ContentsEntry
     ContentsEntry::new(e.path.clone(), kind)
 }
 
-/// Refuse when the slot is taken (replacement comes with the upgrade work).
-fn check_slot(vdb: &Vdb, info: &BuildInfo, reporter: &dyn Reporter) -> Result<(), MergeError> {
+/// The installed instances this package replaces: every instance of the
+/// same package in the same slot, and an installed instance of the same
+/// CPV (a reinstall), highest COUNTER last.
+pub fn others_in_slot(
+    vdb: &Vdb,
+    info: &BuildInfo,
+    reporter: &dyn Reporter,
+) -> Result<Vec<vdb::db::VdbEntry>, MergeError> {
+    let mut out: Vec<(i64, vdb::db::VdbEntry)> = Vec::new();
     for other in vdb.entries_in(info.cpv.category(), reporter)? {
         if other.cpv.pn() != info.cpv.pn() {
             continue;
         }
         let (slot, _) = other.slot(reporter);
         if slot == info.slot || other.cpv == info.cpv {
-            return Err(MergeError::SlotOccupied {
-                cpv: info.cpv.to_string(),
-                existing: other.cpv.to_string(),
-            });
+            let c = other.counter(reporter).unwrap_or(0);
+            out.push((c, other));
         }
     }
-    Ok(())
+    out.sort_by_key(|(c, _)| *c);
+    Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 
 /// Portage's protect-owned / collision-protect decision over the planned
@@ -772,6 +833,7 @@ fn check_collisions(
     plan: &MergePlan,
     opts: &MergeOptions,
     cpv: &str,
+    replaced: &[vdb::db::VdbEntry],
     reporter: &dyn Reporter,
 ) -> Result<Option<String>, MergeError> {
     if plan.collisions.is_empty() || !(opts.collision_protect || opts.protect_owned) {
@@ -783,6 +845,18 @@ fn check_collisions(
         .map(|p| vdb::owners::OwnerQuery::new(p))
         .collect();
     let owners = vdb::owners::find_owners(vdb, &queries, reporter)?;
+    // Files of the instances being replaced are not collisions.
+    let mut replaced_owned = vec![false; plan.collisions.len()];
+    let owners: Vec<_> = owners
+        .into_iter()
+        .filter(|o| {
+            let r = replaced.iter().any(|e| e.cpv == o.entry.cpv);
+            if r {
+                replaced_owned[o.query] = true;
+            }
+            !r
+        })
+        .collect();
     let mut cols: Vec<Collision> = plan
         .collisions
         .iter()
@@ -793,6 +867,15 @@ fn check_collisions(
         .collect();
     for o in owners {
         cols[o.query].owners.push(o.entry.cpv.to_string());
+    }
+    let mut i = 0;
+    cols.retain(|c| {
+        let keep = !replaced_owned[i] || !c.owners.is_empty();
+        i += 1;
+        keep
+    });
+    if cols.is_empty() {
+        return Ok(None);
     }
     if opts.collision_protect || cols.iter().any(|c| !c.owners.is_empty()) {
         let collisions = if opts.collision_protect {
@@ -832,11 +915,16 @@ pub fn merge_image(
         path: opts.root.clone(),
         source: e,
     })?;
-    check_slot(&vdb, &info, reporter)?;
+    let replaced = others_in_slot(&vdb, &info, reporter)?;
+    // The installed instance (highest COUNTER) informs identical-file skips.
+    let hint = match (opts.trust_vdb, replaced.last()) {
+        (true, Some(inst)) => Some(vdb_hint(&inst.contents(reporter)?.entries)),
+        _ => None,
+    };
 
     let mut image_dirs = ImageDirs::new(&image);
     let facts = image_facts(&image, &info)?;
-    let plan = plan_merge(&root, &image, &info, &facts, &mut image_dirs)?;
+    let plan = plan_merge(&root, &image, &info, &facts, hint.as_ref(), &mut image_dirs)?;
     let contents: Vec<ContentsEntry> = image
         .entries
         .iter()
@@ -844,7 +932,7 @@ pub fn merge_image(
         .map(|(i, e)| contents_entry(e, &facts, i))
         .collect();
     if opts.pretend {
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, reporter)? {
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -854,12 +942,13 @@ pub fn merge_image(
             cpv,
             counter: -1,
             contents,
+            replaced: replaced.iter().map(|e| e.cpv.to_string()).collect(),
             pretend: true,
             ..MergeOutcome::default()
         });
     }
     // Fail early (and cheaply) on collisions; decided again under the lock.
-    check_collisions(&vdb, &plan, opts, &cpv, reporter)?;
+    check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)?;
 
     let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
     let image_dev = std::fs::metadata(&opts.image)
@@ -877,6 +966,7 @@ pub fn merge_image(
         placements: HashMap::new(),
         links: HashMap::new(),
         moved: Vec::new(),
+        inodes: Default::default(),
     };
     let mut staged = Staged::default();
     let mut commit: Vec<CommitOp> = Vec::new();
@@ -906,8 +996,22 @@ pub fn merge_image(
     };
     let result = (|| {
         // Validate: the slot, and the plan against the root as it is now.
-        check_slot(&vdb, &info, reporter)?;
-        let now = plan_merge(&root, &image, &info, &facts, &mut stager.image_dirs)?;
+        let replaced_now = others_in_slot(&vdb, &info, reporter)?;
+        if replaced_now != replaced {
+            return Err(MergeError::Changed {
+                cpv: cpv.clone(),
+                what: "the installed instances of this slot changed while it was being staged"
+                    .into(),
+            });
+        }
+        let now = plan_merge(
+            &root,
+            &image,
+            &info,
+            &facts,
+            hint.as_ref(),
+            &mut stager.image_dirs,
+        )?;
         let plan = if now.actions != plan.actions {
             // Another merge changed the root meanwhile: stage again, locked.
             stager.unmove();
@@ -928,7 +1032,7 @@ pub fn merge_image(
         } else {
             plan
         };
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, reporter)? {
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -1010,7 +1114,47 @@ pub fn merge_image(
     }
     staged_entry.write_counter(counter)?;
     staged_entry.write_contents(&contents)?;
-    staged_entry.publish(&vdb)?;
+
+    // Replace the old instances: the new entry is published first (there is
+    // never a moment without one), then each old instance's leftovers go,
+    // sparing every path the new package owns, then its entry.
+    let new_keys =
+        vdb::owners::PackageKeys::new(&contents, vdb.eprefix().as_os_str().as_encoded_bytes());
+    let others = [&new_keys];
+    let mut removed = 0;
+    let reinstall = replaced.iter().find(|e| e.cpv == info.cpv);
+    match reinstall {
+        Some(old) => {
+            // Same CPV: remove the old leftovers, then swap the entries in
+            // one step (RENAME_EXCHANGE) and drop the old one.
+            let files = crate::unmerge::unmerge_files(
+                &vdb,
+                &root,
+                old,
+                &opts.unmerge,
+                &others,
+                &stager.inodes,
+                reporter,
+            )?;
+            removed += files.result.removed.len();
+            staged_entry.publish_exchange(&vdb)?;
+        }
+        None => {
+            staged_entry.publish(&vdb)?;
+        }
+    }
+    for old in replaced.iter().filter(|e| e.cpv != info.cpv) {
+        let out = crate::unmerge::unmerge_entry(
+            &vdb,
+            &root,
+            old,
+            &opts.unmerge,
+            &others,
+            &stager.inodes,
+            reporter,
+        )?;
+        removed += out.result.removed.len();
+    }
     if opts.sync != SyncMode::Never {
         let _ = rustix::fs::syncfs(root_fd(&root)?);
     }
@@ -1022,6 +1166,8 @@ pub fn merge_image(
         cpv,
         counter,
         contents,
+        replaced: replaced.iter().map(|e| e.cpv.to_string()).collect(),
+        removed,
         placements,
         identical: plan.actions.iter().filter(|a| **a == Action::Touch).count(),
         pretend: false,

@@ -51,8 +51,8 @@ pub enum MergeError {
     SymlinkOverDirectory { cpv: String, path: String },
     #[error("{cpv}: two image paths reach the same live path {path} (through a symlinked directory) with different contents; nothing was merged.")]
     InternalCollision { cpv: String, path: String },
-    #[error("{cpv}: {existing} is installed in the same slot; replacing an installed package is not supported yet. Unmerge it first.")]
-    SlotOccupied { cpv: String, existing: String },
+    #[error("{cpv}: {what}; nothing was merged. Run the command again.")]
+    Changed { cpv: String, what: String },
     #[error("EPREFIX {eprefix} does not exist in ROOT; nothing was merged. Check --eprefix, or create the prefix first.")]
     MissingEprefix { eprefix: String },
     #[error(transparent)]

@@ -9,7 +9,9 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod mask;
 pub mod protect;
+pub mod unmerge;
 
 pub use engine::{merge_image, MergeEvent, MergeOptions, MergeOutcome, MergeReporter, SyncMode};
 pub use error::MergeError;

@@ -202,6 +202,11 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// The kind encoded in an `st_mode`.
+    pub fn from_raw_mode(mode: u32) -> FileKind {
+        Self::from_mode(mode)
+    }
+
     fn from_mode(mode: u32) -> FileKind {
         use rustix::fs::FileType as T;
         match T::from_raw_mode(mode) {

@@ -75,6 +75,8 @@ pub enum Command {
     Size(cmd::size::SizeArgs),
     /// Merge an image directory (${D} + build-info) into ROOT and record it in the VDB.
     Merge(cmd::merge::MergeArgs),
+    /// Remove installed packages: their files (as Portage decides), then their VDB entries.
+    Unmerge(cmd::unmerge::UnmergeArgs),
     /// Developer tools.
     #[command(hide = true, subcommand)]
     Debug(cmd::debug::DebugCmd),
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(&cli.global, a, &reporter),
         Command::Size(a) => cmd::size::run(&cli.global, a, &reporter),
         Command::Merge(a) => cmd::merge::run(&cli.global, a, &reporter),
+        Command::Unmerge(a) => cmd::unmerge::run(&cli.global, a, &reporter),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
     };
     match result {

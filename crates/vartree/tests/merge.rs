@@ -396,19 +396,52 @@ fn replacing_a_symlink_is_atomic() {
 }
 
 #[test]
-fn pretend_touches_nothing_and_same_slot_is_refused_for_now() {
+fn pretend_touches_nothing_upgrade_reinstall_downgrade() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    let p = pkg("a/b-1", "0", &[("/usr/bin/b", "b")]);
+    let p = pkg(
+        "a/b-1",
+        "0",
+        &[("/usr/bin/b", "b"), ("/usr/share/b/old", "old")],
+    );
     let o = merge(r, &p, &["--pretend"]);
     ok(&o);
     assert!(snapshot(r).is_empty(), "{:?}", snapshot(r));
     ok(&merge(r, &p, &[]));
-    let o = merge(r, &pkg("a/b-2", "0", &[("/usr/bin/b", "b2")]), &[]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("a/b-1 is installed in the same slot"));
-    // Another slot is fine.
-    ok(&merge(r, &pkg("a/b-2", "2", &[("/usr/bin/b2", "b2")]), &[]));
+    // Upgrade in the same slot: new files in, files only the old one had out.
+    let p2 = pkg(
+        "a/b-2",
+        "0",
+        &[("/usr/bin/b", "b2"), ("/usr/share/b/new", "new")],
+    );
+    ok(&merge(r, &p2, &[]));
+    assert_eq!(fs::read(r.join("usr/bin/b")).unwrap(), b"b2");
+    assert!(!r.join("usr/share/b/old").exists());
+    assert!(r.join("usr/share/b/new").exists());
+    let names: Vec<_> = fs::read_dir(r.join("var/db/pkg/a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["b-2"]);
+    assert_eq!(fs::read(r.join("var/db/pkg/a/b-2/COUNTER")).unwrap(), b"1");
+    // Reinstall: the entry is swapped, never missing; files stay.
+    ok(&merge(r, &p2, &[]));
+    assert_eq!(fs::read(r.join("var/db/pkg/a/b-2/COUNTER")).unwrap(), b"2");
+    assert!(r.join("usr/share/b/new").exists());
+    // Downgrade.
+    ok(&merge(r, &p, &[]));
+    assert_eq!(fs::read(r.join("usr/bin/b")).unwrap(), b"b");
+    assert!(r.join("usr/share/b/old").exists());
+    assert!(!r.join("usr/share/b/new").exists());
+    // Another slot is installed beside it.
+    ok(&merge(r, &pkg("a/b-3", "3", &[("/usr/bin/b3", "b3")]), &[]));
+    let mut names: Vec<_> = fs::read_dir(r.join("var/db/pkg/a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b-1", "b-3"]);
+    no_temp_names(r);
 }
 
 #[test]

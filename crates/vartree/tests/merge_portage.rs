@@ -1267,7 +1267,6 @@ fn non_utf8_file_name() {
 /// package): old-only.txt removed, new-only.txt added, the 1.0 entry
 /// replaced, COUNTER 1.
 #[test]
-#[ignore = "not implemented yet: replacing an installed same-slot instance (vartree refuses: SlotOccupied)"]
 fn same_slot_upgrade() {
     let Some(mut c) = Case::new("upgrade", "") else {
         return;

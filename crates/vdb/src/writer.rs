@@ -202,6 +202,42 @@ impl StagedEntry {
         Ok(VdbEntry::new(self.cpv, self.final_dir))
     }
 
+    /// Replace the installed entry of the same CPV in one step: after
+    /// consolidating `metadata`, `renameat2(RENAME_EXCHANGE)` swaps
+    /// `CAT/-MERGING-PF` and `CAT/PF`, so that readers see the old entry or
+    /// the new one and never none; the old one, now under the `-MERGING-`
+    /// name, is then removed. Falls back to a plain publish when there is
+    /// no entry to exchange with.
+    pub fn publish_exchange(self, vdb: &Vdb) -> Result<VdbEntry, VdbError> {
+        if fs::symlink_metadata(&self.final_dir).is_err() {
+            return self.publish(vdb);
+        }
+        consolidate_metadata(&self.dir)?;
+        if self.durability == Durability::Fsync {
+            atomic::sync_dir(&self.dir)?;
+        }
+        bump_mtime(vdb, self.cpv.category())?;
+        let cat = rootfs::dir::DirHandle::open(&vdb.dir().join(self.cpv.category()))
+            .map_err(|e| VdbError::io("open", vdb.dir().join(self.cpv.category()), e))?;
+        let tmp_name = self
+            .dir
+            .file_name()
+            .unwrap_or_default()
+            .as_encoded_bytes()
+            .to_vec();
+        let pf = self.cpv.pf().as_bytes().to_vec();
+        cat.rename_exchange(&tmp_name, &cat, &pf)
+            .map_err(|e| VdbError::io("exchange with the installed entry", &self.final_dir, e))?;
+        if self.durability == Durability::Fsync {
+            cat.fsync()
+                .map_err(|e| VdbError::io("fsync", vdb.dir().join(self.cpv.category()), e))?;
+        }
+        fs::remove_dir_all(&self.dir)
+            .map_err(|e| VdbError::io("remove the replaced entry", &self.dir, e))?;
+        bump_mtime(vdb, self.cpv.category())?;
+        Ok(VdbEntry::new(self.cpv, self.final_dir))
+    }
+
     /// Remove the `-MERGING-` directory.
     pub fn abort(self) -> Result<(), VdbError> {
         fs::remove_dir_all(&self.dir).map_err(|e| VdbError::io("remove", &self.dir, e))
@@ -254,6 +290,27 @@ pub fn rewrite_contents_sorted(
     atomic::write_atomic(&entry.path_of("CONTENTS"), &bytes, Durability::Deferred)?;
     if entry.path_of(metadata::FILE_NAME).exists() {
         consolidate_metadata(entry.dir())?;
+    }
+    bump_mtime(vdb, entry.cpv.category())
+}
+
+/// Remove an installed entry (Portage's `dblink.delete`): the directory
+/// tree, then the category directory if it is now empty, with the mtime
+/// bumps around it.
+pub fn delete_entry(vdb: &Vdb, entry: &VdbEntry) -> Result<(), VdbError> {
+    bump_mtime(vdb, entry.cpv.category())?;
+    match fs::remove_dir_all(entry.dir()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(VdbError::io("remove", entry.dir(), e)),
+    }
+    let catdir = vdb.dir().join(entry.cpv.category());
+    // Fails harmlessly when other packages (or lock files) remain.
+    if fs::remove_dir(&catdir).is_ok() {
+        if let Err(e) = touch_dir(vdb.dir()) {
+            return Err(VdbError::io("set mtime of", vdb.dir(), e));
+        }
+        return Ok(());
     }
     bump_mtime(vdb, entry.cpv.category())
 }

@@ -41,6 +41,11 @@ pub struct MergeArgs {
     /// Rename files out of the image when it is on ROOT's filesystem; the image is consumed.
     #[arg(long)]
     pub move_image: bool,
+    /// Trust the replaced instance's CONTENTS: a live file whose mtime matches
+    /// its record is compared by the recorded md5, without reading it
+    /// (FEATURES=merge-use-vdb).
+    #[arg(long)]
+    pub trust_vdb: bool,
     /// When to flush to disk.
     #[arg(long, value_enum, default_value = "auto")]
     pub sync: SyncArg,
@@ -86,6 +91,7 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
     opts.collision_protect = a.collision_protect;
     opts.protect_owned = !a.no_protect_owned;
     opts.move_image = a.move_image;
+    opts.trust_vdb = a.trust_vdb;
     opts.sync = match a.sync {
         SyncArg::Auto => SyncMode::Auto,
         SyncArg::Always => SyncMode::Always,
@@ -109,9 +115,17 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
             "counter": if out.pretend { serde_json::Value::Null } else { json!(out.counter) },
             "entries": out.contents.len(),
             "identical": out.identical,
+            "replaced": out.replaced,
+            "removed": out.removed,
             "placements": placements,
         }))?;
     } else if out.pretend {
+        if !out.replaced.is_empty() {
+            output::note(&format!(
+                "[pretend] would replace {}",
+                out.replaced.join(", ")
+            ));
+        }
         for e in &out.contents {
             output::note(&format!(
                 "[pretend] {} {}",
@@ -135,8 +149,17 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
         } else {
             String::new()
         };
+        let replacing = if out.replaced.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", replacing {} ({} old paths removed)",
+                out.replaced.join(", "),
+                out.removed
+            )
+        };
         output::note(&format!(
-            ">>> {} merged to {} ({} entries, {} identical{detail})",
+            ">>> {} merged to {} ({} entries, {} identical{replacing}{detail})",
             out.cpv,
             g.root.display(),
             out.contents.len(),

@@ -7,6 +7,7 @@ pub mod list;
 pub mod merge;
 pub mod owners;
 pub mod size;
+pub mod unmerge;
 
 use vdb::db::Vdb;
 

@@ -1,0 +1,508 @@
+//! Removing an installed package's files, as Portage's
+//! `dblink._unmerge_pkgfiles` / `_unmerge_dirs` decide it.
+//!
+//! [`plan_unmerge`] observes ROOT (one `lstat`, and a `stat` where a
+//! symlink matters, per recorded path; an md5 only where a file's fate
+//! depends on it) and decides, for every CONTENTS key, whether it goes or
+//! stays and why. [`execute_unmerge`] then removes files, then directories
+//! deepest first. Directories are removed only when empty; the `/lib`,
+//! `/usr/lib` and `/usr/local/lib` symlinks are never removed; symlinks to
+//! non-empty directories are kept unless everything under them is this
+//! package's own regular files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+
+use md5::{Digest, Md5};
+use rootfs::root::{DirHandle, FileId, FileKind, Root};
+use vdb::contents::{basename, dirname, ContentsEntry, EntryKind};
+use vdb::owners::PackageKeys;
+
+/// Why a path is kept (Portage's `---` labels) or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// `<<<` removed.
+    Removed,
+    /// `--- !prefix`: not below EROOT.
+    NotInPrefix,
+    /// `--- !found`: already gone.
+    NotFound,
+    /// `--- cfgpro`: UNINSTALL_IGNORE, or a protected libdir symlink.
+    Ignored,
+    /// `--- replaced`: the package replacing this one owns it.
+    Replaced,
+    /// `--- !mtime`: changed since it was installed.
+    Mtime,
+    /// `--- !md5`: content changed since it was installed.
+    Md5,
+    /// `--- !obj`, `!sym`, `!dir`, `!fif`: it is something else now.
+    WrongType,
+    /// `--- !empty`: a directory that is not empty, or a symlink to a
+    /// directory with other packages' files.
+    NotEmpty,
+    /// `---`: FIFOs and device nodes stay (unless unmerge-orphans).
+    Node,
+    /// A directory that will be removed if it is empty by then.
+    DirIfEmpty,
+    /// `!!!`: removal failed.
+    Failed,
+}
+
+impl Reason {
+    /// Portage's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Removed => "<<<",
+            Reason::NotInPrefix => "--- !prefix",
+            Reason::NotFound => "--- !found",
+            Reason::Ignored => "--- cfgpro",
+            Reason::Replaced => "--- replaced",
+            Reason::Mtime => "--- !mtime",
+            Reason::Md5 => "--- !md5",
+            Reason::WrongType => "--- !type",
+            Reason::NotEmpty => "--- !empty",
+            Reason::Node => "---",
+            Reason::DirIfEmpty => "<<< (if empty)",
+            Reason::Failed => "!!!",
+        }
+    }
+}
+
+/// What the decisions depend on besides the root.
+pub struct UnmergeRules<'a> {
+    /// `""` or `/prefix`.
+    pub eprefix: &'a [u8],
+    /// Is the path config-protected (CONFIG_PROTECT / _MASK)?
+    pub is_protected: &'a dyn Fn(&[u8]) -> bool,
+    /// Does UNINSTALL_IGNORE match the path (relative to EROOT, leading `/`)?
+    pub is_ignored: &'a dyn Fn(&[u8]) -> bool,
+    /// FEATURES=unmerge-orphans (default on).
+    pub unmerge_orphans: bool,
+    /// The packages that stay (the instance replacing this one): paths
+    /// they own are never removed.
+    pub others: &'a [&'a PackageKeys],
+    /// Identities of the files the replacing package installed: never
+    /// removed, whatever name they have here.
+    pub keep_inodes: &'a HashSet<FileId>,
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmergeItem {
+    /// The key (path as recorded, normalised).
+    pub path: Vec<u8>,
+    /// `obj`, `sym`, `dir`, `fif` or `dev`.
+    pub kind: &'static str,
+    pub reason: Reason,
+}
+
+/// The plan: files to remove, directories to try, and every decision.
+#[derive(Debug, Clone, Default)]
+pub struct UnmergePlan {
+    /// Non-directories to unlink, in order.
+    pub unlink: Vec<Vec<u8>>,
+    /// Directories to try to remove (only if empty), deepest first.
+    pub dirs: Vec<Vec<u8>>,
+    /// Every decision, in the order made (reverse path order).
+    pub items: Vec<UnmergeItem>,
+    /// Symlinks to directories kept because other files live under them.
+    pub protected_symlinks: Vec<Vec<u8>>,
+}
+
+/// Every key of a package: its CONTENTS paths (normalised) plus their
+/// parent directories below EPREFIX, with their recorded data.
+pub fn package_keys(entries: &[ContentsEntry], eprefix: &[u8]) -> BTreeMap<Vec<u8>, EntryKind> {
+    let depth = |p: &[u8]| p.split(|&b| b == b'/').filter(|c| !c.is_empty()).count();
+    let prefix_depth = depth(eprefix);
+    let mut out = BTreeMap::new();
+    for e in entries {
+        let key = e.normalized_path().into_owned();
+        let mut p = dirname(&key).to_vec();
+        while depth(&p) > prefix_depth && !out.contains_key(&p) {
+            out.insert(p.clone(), EntryKind::Dir);
+            p = dirname(&p).to_vec();
+        }
+        out.insert(key, e.kind.clone());
+    }
+    out
+}
+
+fn md5_hex(dir: &DirHandle, name: &[u8]) -> std::io::Result<String> {
+    let mut f = dir.open_file(name)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+struct Dirs<'r> {
+    root: &'r Root,
+    cache: std::collections::HashMap<Vec<u8>, Option<DirHandle>>,
+}
+
+impl Dirs<'_> {
+    fn get(&mut self, dir: &[u8]) -> Option<&DirHandle> {
+        if self.cache.len() > 256 {
+            self.cache.clear();
+        }
+        self.cache
+            .entry(dir.to_vec())
+            .or_insert_with(|| self.root.open_dir(dir).ok())
+            .as_ref()
+    }
+}
+
+/// Decide the fate of every key of a package.
+pub fn plan_unmerge(
+    root: &Root,
+    entries: &[ContentsEntry],
+    rules: &UnmergeRules<'_>,
+) -> UnmergePlan {
+    let keys = package_keys(entries, rules.eprefix);
+    let own = PackageKeys::new(entries, rules.eprefix);
+    let mut eroot = rules.eprefix.to_vec();
+    eroot.push(b'/');
+    let mut plan = UnmergePlan::default();
+    let mut dirs = Dirs {
+        root,
+        cache: Default::default(),
+    };
+    let mut dir_list: Vec<Vec<u8>> = Vec::new();
+    for (path, kind) in keys.iter().rev() {
+        let kw = kind.keyword();
+        let mut decide = |reason: Reason| {
+            plan.items.push(UnmergeItem {
+                path: path.clone(),
+                kind: kw,
+                reason,
+            })
+        };
+        if path.len() <= eroot.len() || !path.starts_with(&eroot) {
+            decide(Reason::NotInPrefix);
+            continue;
+        }
+        let name = basename(path);
+        let Some(dir) = dirs.get(dirname(path)) else {
+            decide(Reason::NotFound);
+            continue;
+        };
+        let Ok(lst) = dir.lstat(name) else {
+            decide(Reason::NotFound);
+            continue;
+        };
+        let islink = lst.kind == FileKind::Symlink;
+        // stat() follows a final symlink, inside ROOT.
+        let st_kind = if islink {
+            root.stat(path)
+                .ok()
+                .map(|s| rootfs::root::FileKind::from_raw_mode(s.st_mode))
+        } else {
+            Some(lst.kind)
+        };
+        let points_to_dir = islink && st_kind == Some(FileKind::Directory);
+        // Relative to EROOT, with a leading '/'.
+        let f_match = &path[eroot.len() - 1..];
+        if (rules.is_ignored)(f_match)
+            || (islink && [&b"/lib"[..], b"/usr/lib", b"/usr/local/lib"].contains(&f_match))
+        {
+            decide(Reason::Ignored);
+            continue;
+        }
+        if rules
+            .others
+            .iter()
+            .any(|o| o.match_path(root, path).is_some())
+            || (lst.kind != FileKind::Directory && rules.keep_inodes.contains(&lst.id))
+        {
+            decide(Reason::Replaced);
+            continue;
+        }
+        if rules.unmerge_orphans
+            && lst.kind != FileKind::Directory
+            && !points_to_dir
+            && !(rules.is_protected)(path)
+        {
+            plan.unlink.push(path.clone());
+            decide(Reason::Removed);
+            continue;
+        }
+        let recorded_mtime = kind.mtime();
+        if let Some(m) = recorded_mtime {
+            if lst.mtime != m {
+                decide(Reason::Mtime);
+                continue;
+            }
+        }
+        match kind {
+            EntryKind::Dir if !islink => {
+                if lst.kind != FileKind::Directory {
+                    decide(Reason::WrongType);
+                    continue;
+                }
+                dir_list.push(path.clone());
+                decide(Reason::DirIfEmpty);
+            }
+            EntryKind::Sym { .. } | EntryKind::Dir => {
+                if !islink {
+                    decide(Reason::WrongType);
+                    continue;
+                }
+                if points_to_dir {
+                    // Keep a symlink to a directory that holds anything but
+                    // this package's own regular files.
+                    let all_own = match root.open_dir(path) {
+                        Ok(d) => d.list().map_or(true, |children| {
+                            children.iter().all(|c| {
+                                let mut child = path.clone();
+                                child.push(b'/');
+                                child.extend_from_slice(c);
+                                own.match_path(root, &child).is_some()
+                                    && d.lstat(c).is_ok_and(|s| s.kind == FileKind::Regular)
+                            })
+                        }),
+                        Err(_) => true,
+                    };
+                    if !all_own {
+                        plan.protected_symlinks.push(path.clone());
+                        decide(Reason::NotEmpty);
+                        continue;
+                    }
+                }
+                plan.unlink.push(path.clone());
+                decide(Reason::Removed);
+            }
+            EntryKind::Obj { md5, .. } => {
+                if st_kind != Some(FileKind::Regular) || islink {
+                    decide(Reason::WrongType);
+                    continue;
+                }
+                match md5_hex(dir, name) {
+                    Ok(sum) if sum.as_bytes() == md5.to_ascii_lowercase().as_slice() => {
+                        plan.unlink.push(path.clone());
+                        decide(Reason::Removed);
+                    }
+                    Ok(_) => decide(Reason::Md5),
+                    Err(_) => decide(Reason::WrongType),
+                }
+            }
+            EntryKind::Fif => {
+                if lst.kind != FileKind::Fifo {
+                    decide(Reason::WrongType);
+                } else {
+                    decide(Reason::Node);
+                }
+            }
+            EntryKind::Dev => decide(Reason::Node),
+        }
+    }
+    // Deepest first: Portage pops from the end of the sorted list.
+    dir_list.sort();
+    dir_list.reverse();
+    plan.dirs = dir_list;
+    plan
+}
+
+/// What execution did.
+#[derive(Debug, Clone, Default)]
+pub struct UnmergeResult {
+    pub removed: Vec<Vec<u8>>,
+    pub kept_dirs: Vec<Vec<u8>>,
+    pub failed: Vec<(Vec<u8>, String)>,
+}
+
+/// Remove what the plan says: files (set-id and other non-symlinks are
+/// `chmod 0` first, so that a stray hard link to them is harmless), then
+/// empty directories, deepest first. Errors are collected, not fatal.
+pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
+    let mut res = UnmergeResult::default();
+    let mut dirs = Dirs {
+        root,
+        cache: Default::default(),
+    };
+    for path in &plan.unlink {
+        let name = basename(path);
+        let Some(dir) = dirs.get(dirname(path)) else {
+            continue;
+        };
+        let r = (|| {
+            let st = dir.lstat(name)?;
+            if st.kind != FileKind::Symlink {
+                dir.chmod(name, 0)?;
+            }
+            dir.unlink(name)
+        })();
+        match r {
+            Ok(()) => res.removed.push(path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => res.failed.push((path.clone(), e.to_string())),
+        }
+    }
+    dirs.cache.clear();
+    for path in &plan.dirs {
+        let name = basename(path);
+        let Some(parent) = dirs.get(dirname(path)) else {
+            continue;
+        };
+        // Info directories: the generated `dir` index does not keep them.
+        if name == b"info" {
+            if let Ok(d) = parent.open_subdir(name) {
+                if let Ok(left) = d.list() {
+                    if !left.is_empty() && left.iter().all(|n| n == b"dir" || n == b"dir.old") {
+                        for n in &left {
+                            if d.lstat(n).is_ok_and(|s| s.kind == FileKind::Regular) {
+                                let _ = d.unlink(n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match parent.rmdir(name) {
+            Ok(()) => res.removed.push(path.clone()),
+            Err(_) => res.kept_dirs.push(path.clone()),
+        }
+    }
+    res
+}
+
+/// Settings for a standalone unmerge.
+#[derive(Debug, Clone)]
+pub struct UnmergeOptions {
+    pub pretend: bool,
+    pub unmerge_orphans: bool,
+    pub config_protect: Vec<String>,
+    pub config_protect_mask: Vec<String>,
+    pub uninstall_ignore: Vec<String>,
+}
+
+impl Default for UnmergeOptions {
+    fn default() -> Self {
+        UnmergeOptions {
+            pretend: false,
+            unmerge_orphans: true,
+            config_protect: vec!["/etc".into()],
+            config_protect_mask: vec!["/etc/env.d".into()],
+            uninstall_ignore: vec!["/lib/modules/*".into()],
+        }
+    }
+}
+
+/// What an unmerge did (or, with `pretend`, would do).
+#[derive(Debug, Clone)]
+pub struct UnmergeOutcome {
+    pub cpv: String,
+    pub plan: UnmergePlan,
+    pub result: UnmergeResult,
+}
+
+/// Remove an installed package: its files as the rules decide, then its
+/// VDB entry (last), then the category directory when empty. The caller
+/// holds the VDB lock.
+pub fn unmerge_entry(
+    vdb: &vdb::db::Vdb,
+    root: &Root,
+    entry: &vdb::db::VdbEntry,
+    opts: &UnmergeOptions,
+    others: &[&PackageKeys],
+    keep_inodes: &HashSet<FileId>,
+    reporter: &dyn vdb::db::Reporter,
+) -> Result<UnmergeOutcome, crate::MergeError> {
+    let out = unmerge_files(vdb, root, entry, opts, others, keep_inodes, reporter)?;
+    if !opts.pretend {
+        vdb::writer::delete_entry(vdb, entry)?;
+    }
+    Ok(out)
+}
+
+/// Remove an installed package's files (not its VDB entry).
+pub fn unmerge_files(
+    vdb: &vdb::db::Vdb,
+    root: &Root,
+    entry: &vdb::db::VdbEntry,
+    opts: &UnmergeOptions,
+    others: &[&PackageKeys],
+    keep_inodes: &HashSet<FileId>,
+    reporter: &dyn vdb::db::Reporter,
+) -> Result<UnmergeOutcome, crate::MergeError> {
+    let contents = entry.contents(reporter)?;
+    let root_str = root.path().to_string_lossy().into_owned();
+    let eroot_str = vdb.eroot().to_string_lossy().into_owned();
+    let protect = crate::protect::ConfigProtect::new(
+        &eroot_str,
+        &opts.config_protect,
+        &opts.config_protect_mask,
+        false,
+    );
+    let ignore = crate::mask::UninstallIgnore::new(&opts.uninstall_ignore);
+    let is_protected = |p: &[u8]| {
+        let live = format!(
+            "{}{}",
+            root_str.trim_end_matches('/'),
+            String::from_utf8_lossy(p)
+        );
+        protect.is_protected(&live)
+    };
+    let is_ignored = |p: &[u8]| ignore.is_ignored(&String::from_utf8_lossy(p));
+    let eprefix = vdb.eprefix().as_os_str().as_encoded_bytes().to_vec();
+    let rules = UnmergeRules {
+        eprefix: &eprefix,
+        is_protected: &is_protected,
+        is_ignored: &is_ignored,
+        unmerge_orphans: opts.unmerge_orphans,
+        others,
+        keep_inodes,
+    };
+    let plan = plan_unmerge(root, &contents.entries, &rules);
+    if opts.pretend {
+        return Ok(UnmergeOutcome {
+            cpv: entry.cpv.to_string(),
+            plan,
+            result: UnmergeResult::default(),
+        });
+    }
+    let result = execute_unmerge(root, &plan);
+    forget_stale_confmem(vdb.eroot(), &plan)?;
+    Ok(UnmergeOutcome {
+        cpv: entry.cpv.to_string(),
+        plan,
+        result,
+    })
+}
+
+/// Drop the confmem entries of paths this package owned and no replacing
+/// package owns (Portage's `stale_confmem`), under the fs lock.
+fn forget_stale_confmem(
+    eroot: &std::path::Path,
+    plan: &UnmergePlan,
+) -> Result<(), crate::MergeError> {
+    let path = vdb::lock::fs_lock_path(eroot);
+    if !path.exists() {
+        return Ok(());
+    }
+    let _lock = vdb::lock::fs_lock(eroot, |_| {})?;
+    let mut confmem = crate::protect::Confmem::load(eroot).map_err(|e| crate::MergeError::Io {
+        op: "read",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut changed = false;
+    for item in &plan.items {
+        if item.reason != Reason::Replaced && item.reason != Reason::NotInPrefix {
+            changed |= confmem.forget(&String::from_utf8_lossy(&item.path));
+        }
+    }
+    if changed {
+        confmem.store(eroot).map_err(|e| crate::MergeError::Io {
+            op: "write",
+            path,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+    Ok(())
+}
