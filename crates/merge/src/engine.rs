@@ -33,6 +33,7 @@ use vdb::contents::{ContentsEntry, EntryKind};
 use vdb::db::{Reporter, Vdb};
 
 use crate::buildinfo::{read_build_info, BuildInfo};
+use crate::cfgprotect::ProtectCtx;
 use crate::error::{Collision, MergeError};
 use crate::image::{scan_image, strip_image_prefix_any, Image, ImageEntry, ImageKind};
 
@@ -72,8 +73,9 @@ pub struct MergeOptions {
     /// and mtime match a live file, take its hash from the VDB instead of
     /// reading it.
     pub trust_vdb: bool,
-    /// Unmerge settings used for the replaced instance's leftovers.
-    pub unmerge: crate::unmerge::UnmergeOptions,
+    /// CONFIG_PROTECT, COLLISION_IGNORE, INSTALL_MASK, FEATURES, … (the
+    /// replaced instance's leftovers are unmerged with the same settings).
+    pub settings: crate::config::MergeSettings,
 }
 
 impl MergeOptions {
@@ -93,7 +95,7 @@ impl MergeOptions {
             pretend: false,
             move_image: false,
             trust_vdb: false,
-            unmerge: crate::unmerge::UnmergeOptions::default(),
+            settings: crate::config::MergeSettings::defaults(),
         }
     }
 }
@@ -145,8 +147,12 @@ pub enum Action {
     NewDirInner,
     /// An existing directory (or a symlink to one) is kept as it is.
     KeepDir,
-    /// A file, symlink or node inside a new directory, under its final name.
-    PlaceInner,
+    /// A file, symlink or node inside a new directory, under `dest` (its
+    /// name, or a `._cfgNNNN_` name for a protected file).
+    PlaceInner { dest: Vec<u8> },
+    /// A config-protected update the administrator already discarded
+    /// (confmem): nothing is touched.
+    SkipProtected,
     /// Staged under a temp name, renamed over `dest` (a name in the live
     /// parent directory) at commit.
     Place { dest: Vec<u8>, replaces: bool },
@@ -236,6 +242,11 @@ pub struct MergePlan {
     pub collisions: Vec<Vec<u8>>,
     /// Messages about backups and the like.
     pub notices: Vec<String>,
+    /// Config-protected entries merged under a `._cfgNNNN_` name: (path,
+    /// name it was merged as).
+    pub protected: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Changes to the config memory, applied after the commit.
+    pub confmem: Vec<(String, crate::protect::ConfmemUpdate)>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -316,12 +327,14 @@ enum DirState {
 }
 
 /// Observe ROOT and plan the merge of `image`. Nothing is written.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_merge(
     root: &Root,
     image: &Image,
     info: &BuildInfo,
     facts: &ImageFacts,
     vdb_hint: Option<&VdbHint>,
+    protect: Option<&ProtectCtx>,
     image_dirs: &mut ImageDirs,
 ) -> Result<MergePlan, MergeError> {
     let mut plan = MergePlan::default();
@@ -365,7 +378,12 @@ pub fn plan_merge(
                 dirs.insert(e.path.clone(), DirState::New);
                 Action::NewDirInner
             } else {
-                Action::PlaceInner
+                match protect.and_then(|p| p.decide_missing(root, e, i, facts, &mut plan)) {
+                    Some(name) => Action::PlaceInner { dest: name },
+                    None => Action::PlaceInner {
+                        dest: e.name().to_vec(),
+                    },
+                }
             };
             plan.actions.push(action);
             continue;
@@ -405,6 +423,19 @@ pub fn plan_merge(
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(MergeError::root_io("lstat", &e.path, err)),
         };
+        // Config protection (regular files and symlinks only). Protected
+        // paths are never collisions.
+        let protected_path = protect.is_some_and(|p| p.is_protected_path(&e.path));
+        if let (Some(p), ImageKind::File | ImageKind::Symlink { .. }) = (protect, &e.kind) {
+            if protected_path {
+                if let Some(action) =
+                    p.decide_live(root, &pdir, e, i, facts, live.as_ref(), vdb_hint, &mut plan)?
+                {
+                    plan.actions.push(action);
+                    continue;
+                }
+            }
+        }
         let action = match (&e.kind, live) {
             (ImageKind::Dir, None) => {
                 dirs.insert(e.path.clone(), DirState::New);
@@ -465,7 +496,9 @@ pub fn plan_merge(
             },
             (ImageKind::Fifo | ImageKind::Device { .. }, Some(_)) => Action::SkipNode,
             (ImageKind::File, Some(st)) => {
-                plan.collisions.push(e.path.clone());
+                if !protected_path {
+                    plan.collisions.push(e.path.clone());
+                }
                 let same_meta = st.kind == FileKind::Regular && st.mode == e.mode;
                 // merge-use-vdb: the replaced instance's record, when the
                 // live mtime still matches it, stands for the live content.
@@ -497,7 +530,9 @@ pub fn plan_merge(
                 }
             }
             (_, Some(_)) => {
-                plan.collisions.push(e.path.clone());
+                if !protected_path {
+                    plan.collisions.push(e.path.clone());
+                }
                 Action::Place {
                     dest: e.name().to_vec(),
                     replaces: true,
@@ -839,14 +874,27 @@ fn check_collisions(
     if plan.collisions.is_empty() || !(opts.collision_protect || opts.protect_owned) {
         return Ok(None);
     }
-    let queries: Vec<_> = plan
+    // COLLISION_IGNORE: patterns against the path relative to EROOT.
+    let ignore = crate::mask::CollisionIgnore::from_fs(
+        &opts.settings.collision_ignore_entries(),
+        &vdb.eroot().to_string_lossy(),
+    );
+    let prefix_len = vdb.eprefix().as_os_str().len();
+    let collisions: Vec<&Vec<u8>> = plan
         .collisions
+        .iter()
+        .filter(|p| !ignore.is_ignored(&String::from_utf8_lossy(&p[prefix_len..])))
+        .collect();
+    if collisions.is_empty() {
+        return Ok(None);
+    }
+    let queries: Vec<_> = collisions
         .iter()
         .map(|p| vdb::owners::OwnerQuery::new(p))
         .collect();
     let owners = vdb::owners::find_owners(vdb, &queries, reporter)?;
     // Files of the instances being replaced are not collisions.
-    let mut replaced_owned = vec![false; plan.collisions.len()];
+    let mut replaced_owned = vec![false; collisions.len()];
     let owners: Vec<_> = owners
         .into_iter()
         .filter(|o| {
@@ -857,8 +905,7 @@ fn check_collisions(
             !r
         })
         .collect();
-    let mut cols: Vec<Collision> = plan
-        .collisions
+    let mut cols: Vec<Collision> = collisions
         .iter()
         .map(|p| Collision {
             path: lossy(p),
@@ -908,7 +955,18 @@ pub fn merge_image(
 ) -> Result<MergeOutcome, MergeError> {
     let info = read_build_info(&opts.build_info)?;
     let vdb = Vdb::new(&opts.root, &opts.eprefix);
-    let image = scan_image(&opts.image, vdb.eprefix())?;
+    let mut image = scan_image(&opts.image, vdb.eprefix())?;
+    // INSTALL_MASK (settings, FEATURES=no{man,info,doc}, and build-info).
+    let mut mask_value = opts.settings.effective_install_mask();
+    if let Some(m) = info.files.get("INSTALL_MASK") {
+        mask_value.push(' ');
+        mask_value.push_str(&String::from_utf8_lossy(m));
+    }
+    let install_mask = crate::mask::InstallMask::new(&mask_value);
+    if !install_mask.is_empty() {
+        crate::image::apply_install_mask(&mut image, &install_mask);
+    }
+    let mask_value = vdb::metadata::normalize_whitespace(&mask_value);
     let cpv = info.cpv.to_string();
     let root = Root::open(&opts.root).map_err(|e| MergeError::Io {
         op: "open ROOT",
@@ -922,9 +980,33 @@ pub fn merge_image(
         _ => None,
     };
 
+    let installed_contents = match replaced.last() {
+        Some(inst) => Some(inst.contents(reporter)?.entries),
+        None => None,
+    };
+    let downgrade = replaced
+        .last()
+        .is_some_and(|inst| info.cpv.version() < inst.cpv.version());
+    let pctx = ProtectCtx::new(
+        &opts.root,
+        vdb.eroot(),
+        vdb.eprefix().as_os_str().as_encoded_bytes(),
+        &opts.settings,
+        installed_contents.as_deref(),
+        downgrade,
+    )?;
+
     let mut image_dirs = ImageDirs::new(&image);
     let facts = image_facts(&image, &info)?;
-    let plan = plan_merge(&root, &image, &info, &facts, hint.as_ref(), &mut image_dirs)?;
+    let plan = plan_merge(
+        &root,
+        &image,
+        &info,
+        &facts,
+        hint.as_ref(),
+        Some(&pctx),
+        &mut image_dirs,
+    )?;
     let contents: Vec<ContentsEntry> = image
         .entries
         .iter()
@@ -1010,6 +1092,7 @@ pub fn merge_image(
             &info,
             &facts,
             hint.as_ref(),
+            Some(&pctx),
             &mut stager.image_dirs,
         )?;
         let plan = if now.actions != plan.actions {
@@ -1107,17 +1190,33 @@ pub fn merge_image(
         staged_entry = staged_entry.with_durability(rootfs::atomic::Durability::Fsync);
     }
     for (k, v) in &info.files {
-        if k == "COUNTER" || k == "CONTENTS" {
+        if k == "COUNTER" || k == "CONTENTS" || k == "INSTALL_MASK" {
             continue;
         }
         staged_entry.write_key(k, v)?;
     }
+    if !mask_value.is_empty() {
+        staged_entry.write_key("INSTALL_MASK", format!("{mask_value}\n").as_bytes())?;
+    }
     staged_entry.write_counter(counter)?;
     staged_entry.write_contents(&contents)?;
+    for skipped in crate::cfgprotect::store_confmem(vdb.eroot(), &plan)? {
+        reporter.event(MergeEvent::Notice(format!(
+            "config memory cannot record {skipped} (a path with whitespace)"
+        )));
+    }
+    for (path, name) in &plan.protected {
+        reporter.event(MergeEvent::Notice(format!(
+            "{} is config-protected: the new version was merged as {} (run etc-update or dispatch-conf)",
+            lossy(path),
+            lossy(name)
+        )));
+    }
 
     // Replace the old instances: the new entry is published first (there is
     // never a moment without one), then each old instance's leftovers go,
     // sparing every path the new package owns, then its entry.
+    let unmerge_opts = crate::unmerge::UnmergeOptions::from_settings(&opts.settings);
     let new_keys =
         vdb::owners::PackageKeys::new(&contents, vdb.eprefix().as_os_str().as_encoded_bytes());
     let others = [&new_keys];
@@ -1131,7 +1230,7 @@ pub fn merge_image(
                 &vdb,
                 &root,
                 old,
-                &opts.unmerge,
+                &unmerge_opts,
                 &others,
                 &stager.inodes,
                 reporter,
@@ -1148,7 +1247,7 @@ pub fn merge_image(
             &vdb,
             &root,
             old,
-            &opts.unmerge,
+            &unmerge_opts,
             &others,
             &stager.inodes,
             reporter,
@@ -1262,8 +1361,14 @@ fn stage(
                     .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
                 dirs.insert(e.path.clone(), Rc::new(h));
             }
-            Action::PlaceInner => {
-                st.create(e, target, &parent, e.name())?;
+            Action::PlaceInner { dest } => {
+                st.create(e, target, &parent, dest)?;
+            }
+            Action::SkipProtected => {
+                reporter.event(MergeEvent::Notice(format!(
+                    "{}: this update was merged before and discarded by the administrator (config memory); not merged again",
+                    lossy(&e.path)
+                )));
             }
             Action::Place { dest, replaces } => {
                 let temp = temp_name(dest, &st.tx);

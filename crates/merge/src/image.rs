@@ -250,6 +250,34 @@ pub fn strip_image_prefix(target: &[u8], image_dir: &Path) -> Option<Vec<u8>> {
     rest.starts_with(b"/").then(|| rest.to_vec())
 }
 
+/// Drop what INSTALL_MASK masks from the image (Portage's
+/// `install_mask_dir`): masked non-directories, then masked directories
+/// that are left empty. Paths are matched relative to `${ED}`.
+pub fn apply_install_mask(image: &mut Image, mask: &crate::mask::InstallMask) {
+    let prefix = if image.eprefix == b"/" {
+        0
+    } else {
+        image.eprefix.len()
+    };
+    let rel = |p: &[u8]| String::from_utf8_lossy(&p[prefix + 1..]).into_owned();
+    let mut keep = vec![true; image.entries.len()];
+    let mut has_child: std::collections::HashSet<Vec<u8>> = Default::default();
+    for (i, e) in image.entries.iter().enumerate().rev() {
+        let drop = if e.kind == ImageKind::Dir {
+            !has_child.contains(&e.path) && mask.matches(&format!("{}/", rel(&e.path)))
+        } else {
+            mask.matches(&rel(&e.path))
+        };
+        if drop {
+            keep[i] = false;
+        } else {
+            has_child.insert(e.parent().to_vec());
+        }
+    }
+    let mut k = keep.into_iter();
+    image.entries.retain(|_| k.next().unwrap_or(true));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! renames, publish the VDB entry, clean up.
 
 pub mod buildinfo;
+pub mod cfgprotect;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -393,6 +393,19 @@ impl Default for UnmergeOptions {
     }
 }
 
+impl UnmergeOptions {
+    /// The unmerge rules of a configuration.
+    pub fn from_settings(s: &crate::config::MergeSettings) -> Self {
+        UnmergeOptions {
+            pretend: false,
+            unmerge_orphans: s.features.unmerge_orphans(),
+            config_protect: s.config_protect.clone(),
+            config_protect_mask: s.config_protect_mask.clone(),
+            uninstall_ignore: s.uninstall_ignore_entries(),
+        }
+    }
+}
+
 /// What an unmerge did (or, with `pretend`, would do).
 #[derive(Debug, Clone)]
 pub struct UnmergeOutcome {

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod cmd;
 mod output;
 mod select;
+mod settings;
 
 /// Exit status when the answer is "no" (an unowned path, a failed check, no
 /// matching package).

@@ -1289,7 +1289,6 @@ fn same_slot_upgrade() {
 /// NAME with the new md5; an identical one is left; `.keep_*` files are
 /// never protected.
 #[test]
-#[ignore = "not implemented yet: config protection (vartree overwrites /etc/cfgpkg/cfg.conf instead of writing ._cfg0000_cfg.conf)"]
 fn config_protection() {
     let Some(mut c) = Case::new("config", "") else {
         return;
@@ -1309,7 +1308,6 @@ fn config_protection() {
 /// COLLISION_IGNORE (default `/lib/modules/* *.py[co] *$py.class`): a
 /// collision with another package's `.pyc` does not stop the merge.
 #[test]
-#[ignore = "not implemented yet: COLLISION_IGNORE (vartree refuses the owned *.pyc collision that Portage's default COLLISION_IGNORE exempts)"]
 fn collision_ignore_default_pyc() {
     let Some(mut c) = Case::new("collision-ignore", "") else {
         return;
@@ -1326,7 +1324,6 @@ fn collision_ignore_default_pyc() {
 /// INSTALL_MASK from build-info (`/usr/share/doc *.la`): masked paths are
 /// neither merged nor recorded.
 #[test]
-#[ignore = "not implemented yet: INSTALL_MASK (vartree merges and records /usr/share/doc/... and *.la)"]
 fn install_mask_from_build_info() {
     let Some(mut c) = Case::new("install-mask", "") else {
         return;

@@ -38,6 +38,8 @@ pub struct MergeArgs {
     /// Overwrite files other packages own instead of refusing (FEATURES=-protect-owned).
     #[arg(long)]
     pub no_protect_owned: bool,
+    #[command(flatten)]
+    pub settings: crate::settings::SettingsArgs,
     /// Rename files out of the image when it is on ROOT's filesystem; the image is consumed.
     #[arg(long)]
     pub move_image: bool,
@@ -85,13 +87,25 @@ impl MergeReporter for CliReporter<'_> {
 }
 
 pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result<u8> {
+    let mut extra = Vec::new();
+    if a.collision_protect {
+        extra.push("collision-protect");
+    }
+    if a.no_protect_owned {
+        extra.push("-protect-owned");
+    }
+    if a.trust_vdb {
+        extra.push("merge-use-vdb");
+    }
+    let settings = crate::settings::load(g, &a.settings, &extra)?;
     let mut opts = MergeOptions::new(&g.root, &a.image, &a.build_info);
     opts.eprefix = g.eprefix.clone().unwrap_or_default();
     opts.pretend = a.pretend;
-    opts.collision_protect = a.collision_protect;
-    opts.protect_owned = !a.no_protect_owned;
+    opts.collision_protect = settings.features.collision_protect();
+    opts.protect_owned = settings.features.protect_owned();
+    opts.trust_vdb = settings.features.merge_use_vdb();
+    opts.settings = settings;
     opts.move_image = a.move_image;
-    opts.trust_vdb = a.trust_vdb;
     opts.sync = match a.sync {
         SyncArg::Auto => SyncMode::Auto,
         SyncArg::Always => SyncMode::Always,

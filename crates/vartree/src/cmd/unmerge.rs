@@ -20,6 +20,8 @@ pub struct UnmergeArgs {
     /// FEATURES=-unmerge-orphans (by default, unprotected files go regardless).
     #[arg(long)]
     pub no_unmerge_orphans: bool,
+    #[command(flatten)]
+    pub settings: crate::settings::SettingsArgs,
     /// The packages to remove (every installed package matching each atom).
     #[arg(value_name = "ATOM", required = true)]
     pub atoms: Vec<String>,
@@ -44,10 +46,15 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
         ));
         return Ok(EXIT_NEGATIVE);
     }
+    let extra: &[&str] = if a.no_unmerge_orphans {
+        &["-unmerge-orphans"]
+    } else {
+        &[]
+    };
+    let settings = crate::settings::load(g, &a.settings, extra)?;
     let opts = UnmergeOptions {
         pretend: a.pretend,
-        unmerge_orphans: !a.no_unmerge_orphans,
-        ..UnmergeOptions::default()
+        ..UnmergeOptions::from_settings(&settings)
     };
     let mut list = Vec::new();
     for e in &entries {

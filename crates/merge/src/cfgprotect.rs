@@ -1,0 +1,338 @@
+//! Config protection during a merge: which image entries are protected, what
+//! `dblink._protect` decides for each, and the `._cfgNNNN_` name to merge
+//! them under. The rules themselves are in [`crate::protect`]; this module
+//! feeds them what the merge observed.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use rootfs::root::{DirHandle, EntryStat, FileKind, Root};
+use vdb::contents::{ContentsEntry, EntryKind};
+use vdb::owners::PackageKeys;
+
+use crate::engine::{Action, ImageFacts, MergePlan, VdbHint};
+use crate::error::MergeError;
+use crate::image::{ImageEntry, ImageKind};
+use crate::protect::{
+    decide, new_protect_filename, CfgCandidate, ConfigProtect, Confmem, DestState, InstalledEntry,
+    ProtectInput, ProtectName, SrcObject,
+};
+
+/// The installed instance a merge replaces, as protection sees it.
+struct Installed {
+    keys: PackageKeys,
+    kinds: HashMap<Vec<u8>, EntryKind>,
+}
+
+/// Everything config protection needs during one merge.
+pub struct ProtectCtx {
+    root_prefix: String,
+    cp: ConfigProtect,
+    installed: Option<Installed>,
+    protect_if_modified: bool,
+    ignore_confmem: bool,
+    confmem: Confmem,
+}
+
+fn md5_of(dir: &DirHandle, name: &[u8]) -> Option<String> {
+    let mut f = dir.open_file(name).ok()?;
+    let mut h = <md5::Md5 as md5::Digest>::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        md5::Digest::update(&mut h, &buf[..n]);
+    }
+    Some(
+        md5::Digest::finalize(h)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+impl ProtectCtx {
+    /// `root` is ROOT; `eroot` ROOT + EPREFIX. `installed` is the CONTENTS of
+    /// the instance being replaced (highest COUNTER in the slot), if any.
+    pub fn new(
+        root: &std::path::Path,
+        eroot: &std::path::Path,
+        eprefix: &[u8],
+        settings: &crate::config::MergeSettings,
+        installed: Option<&[ContentsEntry]>,
+        downgrade: bool,
+    ) -> Result<Self, MergeError> {
+        let root_prefix = root.to_string_lossy().trim_end_matches('/').to_owned();
+        let cp = settings.config_protect(&eroot.to_string_lossy());
+        let confmem = Confmem::load(eroot).map_err(|e| MergeError::Io {
+            op: "read config memory",
+            path: vdb::lock::fs_lock_path(eroot),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let installed = installed.map(|entries| Installed {
+            keys: PackageKeys::new(entries, eprefix),
+            kinds: entries
+                .iter()
+                .map(|e| (e.normalized_path().into_owned(), e.kind.clone()))
+                .collect(),
+        });
+        Ok(ProtectCtx {
+            root_prefix,
+            cp,
+            protect_if_modified: settings.features.config_protect_if_modified()
+                && installed.is_some(),
+            installed,
+            ignore_confmem: settings.noconfmem || downgrade,
+            confmem,
+        })
+    }
+
+    fn live(&self, path: &[u8]) -> String {
+        format!("{}{}", self.root_prefix, String::from_utf8_lossy(path))
+    }
+
+    /// Is this path config-protected (the bare path rule; protected paths
+    /// are never collisions)?
+    pub fn is_protected_path(&self, path: &[u8]) -> bool {
+        self.cp.is_protected(&self.live(path))
+    }
+
+    fn protects(&self, e: &ImageEntry) -> bool {
+        let kind = match e.kind {
+            ImageKind::File => crate::protect::EntryKind::File,
+            ImageKind::Symlink { .. } => crate::protect::EntryKind::Symlink,
+            _ => return false,
+        };
+        self.cp.protects_entry(&self.live(&e.path), kind, e.size)
+    }
+
+    fn installed_entry(&self, root: &Root, path: &[u8]) -> Option<(String, bool)> {
+        let inst = self.installed.as_ref()?;
+        let key = inst.keys.match_path(root, path)?;
+        match inst.kinds.get(key) {
+            Some(EntryKind::Obj { md5, .. }) => {
+                Some((String::from_utf8_lossy(md5).into_owned(), true))
+            }
+            Some(EntryKind::Sym { target, .. }) => {
+                Some((String::from_utf8_lossy(target).into_owned(), false))
+            }
+            _ => Some((String::new(), false)),
+        }
+    }
+
+    fn src_strings(e: &ImageEntry, i: usize, facts: &ImageFacts) -> (String, bool) {
+        match e.kind {
+            ImageKind::File => (facts.md5.get(&i).cloned().unwrap_or_default(), true),
+            _ => (
+                String::from_utf8_lossy(facts.targets.get(&i).map_or(&[][..], |t| t)).into_owned(),
+                false,
+            ),
+        }
+    }
+
+    /// A protected entry whose destination does not exist (inside a new
+    /// directory). Returns the `._cfg` name when the administrator deleted
+    /// a file the installed instance had (Portage bug 523684).
+    pub fn decide_missing(
+        &self,
+        root: &Root,
+        e: &ImageEntry,
+        i: usize,
+        facts: &ImageFacts,
+        plan: &mut MergePlan,
+    ) -> Option<Vec<u8>> {
+        if !self.protects(e) {
+            return None;
+        }
+        let (src, src_is_file) = Self::src_strings(e, i, facts);
+        let inst = self.installed_entry(root, &e.path);
+        let installed = inst
+            .as_ref()
+            .map(|(v, is_obj)| match (is_obj, v.is_empty()) {
+                (true, _) => InstalledEntry::Obj { md5: v },
+                (false, false) => InstalledEntry::Sym { target: v },
+                _ => InstalledEntry::Other,
+            });
+        let input = ProtectInput {
+            src: if src_is_file {
+                SrcObject::File { md5: &src }
+            } else {
+                SrcObject::Symlink { target: &src }
+            },
+            dest: DestState::Missing,
+            installed,
+            protect_if_modified: self.protect_if_modified,
+            remembered: self.confmem.get(&String::from_utf8_lossy(&e.path)),
+            ignore_confmem: self.ignore_confmem,
+        };
+        let d = decide(&input);
+        let req = d.cfg_name?;
+        match new_protect_filename(
+            std::iter::empty(),
+            e.name(),
+            Some(&req.reuse_key),
+            req.force,
+            false,
+            |_| CfgCandidate::Missing,
+        ) {
+            ProtectName::Dest => None,
+            ProtectName::Cfg { name, .. } => {
+                plan.protected.push((e.path.clone(), name.clone()));
+                Some(name)
+            }
+        }
+    }
+
+    /// A protected entry in an existing directory. `None`: merge it
+    /// normally (not protected after all, or no `._cfg` name needed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_live(
+        &self,
+        root: &Root,
+        pdir: &DirHandle,
+        e: &ImageEntry,
+        i: usize,
+        facts: &ImageFacts,
+        live: Option<&EntryStat>,
+        hint: Option<&VdbHint>,
+        plan: &mut MergePlan,
+    ) -> Result<Option<Action>, MergeError> {
+        if !self.protects(e) {
+            return Ok(None);
+        }
+        let (src, src_is_file) = Self::src_strings(e, i, facts);
+        let dest_str: Option<String> = match live {
+            None => None,
+            Some(st) if st.kind == FileKind::Regular => {
+                let by_vdb = hint
+                    .and_then(|h| h.get(&e.path))
+                    .filter(|(_, m)| *m == st.mtime)
+                    .map(|(md5, _)| md5.clone());
+                Some(
+                    by_vdb
+                        .or_else(|| md5_of(pdir, e.name()))
+                        .unwrap_or_default(),
+                )
+            }
+            Some(st) if st.kind == FileKind::Symlink => Some(
+                pdir.readlink(e.name())
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .map_err(|err| MergeError::root_io("readlink", &e.path, err))?,
+            ),
+            Some(_) => Some(String::new()),
+        };
+        let dest = match (live.map(|s| s.kind), &dest_str) {
+            (None, _) => DestState::Missing,
+            (Some(FileKind::Regular), Some(m)) => DestState::File { md5: m },
+            (Some(FileKind::Symlink), Some(t)) => DestState::Symlink { target: t },
+            _ => DestState::Other,
+        };
+        let inst = self.installed_entry(root, &e.path);
+        let installed = inst
+            .as_ref()
+            .map(|(v, is_obj)| match (is_obj, v.is_empty()) {
+                (true, _) => InstalledEntry::Obj { md5: v },
+                (false, false) => InstalledEntry::Sym { target: v },
+                _ => InstalledEntry::Other,
+            });
+        let path_str = String::from_utf8_lossy(&e.path).into_owned();
+        let input = ProtectInput {
+            src: if src_is_file {
+                SrcObject::File { md5: &src }
+            } else {
+                SrcObject::Symlink { target: &src }
+            },
+            dest,
+            installed,
+            protect_if_modified: self.protect_if_modified,
+            remembered: self.confmem.get(&path_str),
+            ignore_confmem: self.ignore_confmem,
+        };
+        let d = decide(&input);
+        if let Some(u) = &d.confmem_update {
+            plan.confmem.push((path_str, u.clone()));
+        }
+        if !d.moveme {
+            return Ok(Some(Action::SkipProtected));
+        }
+        let Some(req) = d.cfg_name else {
+            return Ok(None);
+        };
+        let listing = pdir
+            .list()
+            .map_err(|err| MergeError::root_io("list", e.parent(), err))?;
+        let probe = |name: &[u8]| -> CfgCandidate {
+            match pdir.lstat(name) {
+                Err(_) => CfgCandidate::Missing,
+                Ok(st) if st.kind == FileKind::Symlink => pdir
+                    .readlink(name)
+                    .map(|t| CfgCandidate::Symlink(String::from_utf8_lossy(&t).into_owned()))
+                    .unwrap_or(CfgCandidate::Unreadable),
+                Ok(st) if st.kind == FileKind::Regular => md5_of(pdir, name)
+                    .map(CfgCandidate::File)
+                    .unwrap_or(CfgCandidate::Unreadable),
+                Ok(_) => CfgCandidate::Unreadable,
+            }
+        };
+        match new_protect_filename(
+            listing.iter().map(Vec::as_slice),
+            e.name(),
+            Some(&req.reuse_key),
+            req.force,
+            live.is_some(),
+            probe,
+        ) {
+            ProtectName::Dest => Ok(None),
+            ProtectName::Cfg { name, reused } => {
+                plan.protected.push((e.path.clone(), name.clone()));
+                Ok(Some(Action::Place {
+                    dest: name,
+                    replaces: reused,
+                }))
+            }
+        }
+    }
+}
+
+/// Apply a merge's config-memory changes under the fs lock (Portage's
+/// `var/lib/portage/config`, which is also the lock file).
+pub fn store_confmem(eroot: &std::path::Path, plan: &MergePlan) -> Result<Vec<String>, MergeError> {
+    if plan.confmem.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = vdb::lock::fs_lock_path(eroot);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| MergeError::Io {
+            op: "create directory",
+            path: dir.to_owned(),
+            source: e,
+        })?;
+    }
+    let _lock = vdb::lock::fs_lock(eroot, |_| {})?;
+    let io = |e: crate::protect::ProtectIoError| MergeError::Io {
+        op: "update config memory",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let mut confmem = Confmem::load(eroot).map_err(io)?;
+    for (p, u) in &plan.confmem {
+        match u {
+            crate::protect::ConfmemUpdate::Remember(md5) => confmem.remember(p, md5),
+            crate::protect::ConfmemUpdate::Forget => {
+                confmem.forget(p);
+            }
+        }
+    }
+    let mut skipped = Vec::new();
+    if confmem.is_modified() {
+        skipped = confmem
+            .store(eroot)
+            .map_err(io)?
+            .into_iter()
+            .map(|s| format!("{s:?}"))
+            .collect();
+    }
+    Ok(skipped)
+}
