@@ -73,6 +73,11 @@ pub struct MergeOptions {
     /// and mtime match a live file, take its hash from the VDB instead of
     /// reading it.
     pub trust_vdb: bool,
+    /// Installed packages this merge replaces although they are not in its
+    /// slot (a blocker handover, `--replace cat/B`): they may stay
+    /// installed while the new package is merged, its files are taken out
+    /// of their CONTENTS, then they are unmerged.
+    pub replace: Vec<String>,
     /// CONFIG_PROTECT, COLLISION_IGNORE, INSTALL_MASK, FEATURES, … (the
     /// replaced instance's leftovers are unmerged with the same settings).
     pub settings: crate::config::MergeSettings,
@@ -95,6 +100,7 @@ impl MergeOptions {
             pretend: false,
             move_image: false,
             trust_vdb: false,
+            replace: Vec::new(),
             settings: crate::config::MergeSettings::defaults(),
         }
     }
@@ -861,6 +867,64 @@ pub fn others_in_slot(
     Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 
+/// Check the blockers between the new package and installed ones, and
+/// resolve `--replace` atoms. A blocked package must be named with
+/// `--replace` (then it is handed over), and a strong blocker (`!!`)
+/// refuses the temporary co-installation altogether.
+fn resolve_handover(
+    vdb: &Vdb,
+    info: &BuildInfo,
+    replaced: &[vdb::db::VdbEntry],
+    replace: &[String],
+    reporter: &dyn Reporter,
+) -> Result<Vec<vdb::db::VdbEntry>, MergeError> {
+    let cpv = info.cpv.to_string();
+    let mut handover: Vec<vdb::db::VdbEntry> = Vec::new();
+    for a in replace {
+        let q = atom::parse_query(a).map_err(|e| MergeError::BadReplace {
+            cpv: cpv.clone(),
+            atom: a.clone(),
+            reason: e.to_string(),
+        })?;
+        let found: Vec<_> = vdb
+            .entries(reporter)?
+            .into_iter()
+            .filter(|e| q.matches_cpv(&e.cpv) && !replaced.iter().any(|r| r.cpv == e.cpv))
+            .filter(|e| e.cpv != info.cpv)
+            .collect();
+        if found.is_empty() {
+            return Err(MergeError::BadReplace {
+                cpv: cpv.clone(),
+                atom: a.clone(),
+                reason: "no installed package (outside the slot being replaced) matches it".into(),
+            });
+        }
+        for f in found {
+            if !handover.iter().any(|h| h.cpv == f.cpv) {
+                handover.push(f);
+            }
+        }
+    }
+    for b in crate::blockers::find_blocked(vdb, info, replaced, reporter)? {
+        let named = handover.iter().any(|h| h.cpv == b.entry.cpv);
+        if b.strong {
+            return Err(MergeError::StrongBlocker {
+                cpv: cpv.clone(),
+                blocked: b.entry.cpv.to_string(),
+                atom: b.atom,
+            });
+        }
+        if !named {
+            return Err(MergeError::Blocked {
+                cpv: cpv.clone(),
+                blocked: b.entry.cpv.to_string(),
+                atom: b.atom,
+            });
+        }
+    }
+    Ok(handover)
+}
+
 /// Portage's protect-owned / collision-protect decision over the planned
 /// collisions. Returns a notice to print when the merge may go on.
 fn check_collisions(
@@ -974,6 +1038,10 @@ pub fn merge_image(
         source: e,
     })?;
     let replaced = others_in_slot(&vdb, &info, reporter)?;
+    let handover = resolve_handover(&vdb, &info, &replaced, &opts.replace, reporter)?;
+    // Files of packages being replaced are not collisions.
+    let all_replaced: Vec<vdb::db::VdbEntry> =
+        replaced.iter().chain(handover.iter()).cloned().collect();
     // The installed instance (highest COUNTER) informs identical-file skips.
     let hint = match (opts.trust_vdb, replaced.last()) {
         (true, Some(inst)) => Some(vdb_hint(&inst.contents(reporter)?.entries)),
@@ -1014,7 +1082,7 @@ pub fn merge_image(
         .map(|(i, e)| contents_entry(e, &facts, i))
         .collect();
     if opts.pretend {
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)? {
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -1030,7 +1098,7 @@ pub fn merge_image(
         });
     }
     // Fail early (and cheaply) on collisions; decided again under the lock.
-    check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)?;
+    check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)?;
 
     let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
     let image_dev = std::fs::metadata(&opts.image)
@@ -1079,7 +1147,8 @@ pub fn merge_image(
     let result = (|| {
         // Validate: the slot, and the plan against the root as it is now.
         let replaced_now = others_in_slot(&vdb, &info, reporter)?;
-        if replaced_now != replaced {
+        let handover_now = resolve_handover(&vdb, &info, &replaced_now, &opts.replace, reporter)?;
+        if replaced_now != replaced || handover_now != handover {
             return Err(MergeError::Changed {
                 cpv: cpv.clone(),
                 what: "the installed instances of this slot changed while it was being staged"
@@ -1115,7 +1184,7 @@ pub fn merge_image(
         } else {
             plan
         };
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &replaced, reporter)? {
+        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -1254,6 +1323,23 @@ pub fn merge_image(
         )?;
         removed += out.result.removed.len();
     }
+    // Blocker handover: the files the new package now owns leave the
+    // blocked package's CONTENTS (so that the VDB is consistent at every
+    // step), then the blocked package is unmerged.
+    for b in &handover {
+        let taken = |p: &[u8]| new_keys.match_path(&root, p).is_some();
+        vdb::writer::remove_from_contents(&vdb, b, &taken, reporter)?;
+        let out = crate::unmerge::unmerge_entry(
+            &vdb,
+            &root,
+            b,
+            &unmerge_opts,
+            &others,
+            &stager.inodes,
+            reporter,
+        )?;
+        removed += out.result.removed.len();
+    }
     if opts.sync != SyncMode::Never {
         let _ = rustix::fs::syncfs(root_fd(&root)?);
     }
@@ -1265,7 +1351,7 @@ pub fn merge_image(
         cpv,
         counter,
         contents,
-        replaced: replaced.iter().map(|e| e.cpv.to_string()).collect(),
+        replaced: all_replaced.iter().map(|e| e.cpv.to_string()).collect(),
         removed,
         placements,
         identical: plan.actions.iter().filter(|a| **a == Action::Touch).count(),

@@ -51,6 +51,24 @@ pub enum MergeError {
     SymlinkOverDirectory { cpv: String, path: String },
     #[error("{cpv}: two image paths reach the same live path {path} (through a symlinked directory) with different contents; nothing was merged.")]
     InternalCollision { cpv: String, path: String },
+    #[error("{cpv} and the installed {blocked} block each other ({atom}); nothing was merged. Unmerge {blocked} first, or pass --replace {blocked} to hand its files over to {cpv} and unmerge it afterwards.")]
+    Blocked {
+        cpv: String,
+        blocked: String,
+        atom: String,
+    },
+    #[error("{cpv} and the installed {blocked} must not be installed together even for a moment (strong blocker {atom}); nothing was merged. Unmerge {blocked} first.")]
+    StrongBlocker {
+        cpv: String,
+        blocked: String,
+        atom: String,
+    },
+    #[error("{cpv}: --replace {atom}: {reason}")]
+    BadReplace {
+        cpv: String,
+        atom: String,
+        reason: String,
+    },
     #[error("{cpv}: {what}; nothing was merged. Run the command again.")]
     Changed { cpv: String, what: String },
     #[error("EPREFIX {eprefix} does not exist in ROOT; nothing was merged. Check --eprefix, or create the prefix first.")]

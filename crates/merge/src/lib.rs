@@ -4,6 +4,7 @@
 //! ([`engine::plan_merge`]), stage new content under temp names, commit by
 //! renames, publish the VDB entry, clean up.
 
+pub mod blockers;
 pub mod buildinfo;
 pub mod cfgprotect;
 pub mod config;

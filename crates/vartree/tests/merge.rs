@@ -536,3 +536,69 @@ fn parallel_merges_into_one_root() {
     ok(&o);
     no_temp_names(r);
 }
+
+#[test]
+fn blockers_hand_files_over() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    ok(&merge(
+        r,
+        &pkg(
+            "sys-apps/mktemp-1.5",
+            "0",
+            &[
+                ("/bin/mktemp", "old mktemp"),
+                ("/usr/share/man/mktemp.1", "man"),
+            ],
+        ),
+        &[],
+    ));
+    let a = pkg(
+        "sys-apps/coreutils-6.11",
+        "0",
+        &[("/bin/mktemp", "new mktemp"), ("/bin/ls", "ls")],
+    );
+    fs::write(a.info.join("RDEPEND"), ">=dev-libs/x-1 !sys-apps/mktemp\n").unwrap();
+    let before = snapshot(r);
+    // Without --replace: a clear error naming both packages; nothing touched.
+    let o = merge(r, &a, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "sys-apps/coreutils-6.11 and the installed sys-apps/mktemp-1.5 block each other"
+        ),
+        "{err}"
+    );
+    assert_eq!(snapshot(r), before);
+    // With --replace: merged, the shared file handed over, mktemp unmerged.
+    ok(&merge(r, &a, &["--replace", "sys-apps/mktemp"]));
+    assert_eq!(fs::read(r.join("bin/mktemp")).unwrap(), b"new mktemp");
+    assert!(!r.join("usr/share/man/mktemp.1").exists());
+    assert!(!r.join("var/db/pkg/sys-apps/mktemp-1.5").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .arg("--root")
+        .arg(r)
+        .args(["owners", "/bin/mktemp"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "sys-apps/coreutils-6.11: /bin/mktemp\n"
+    );
+
+    // A strong blocker refuses the co-installation, even with --replace.
+    ok(&merge(r, &pkg("a/old-1", "0", &[("/usr/bin/o", "o")]), &[]));
+    let s = pkg("a/new-1", "0", &[("/usr/bin/o", "n")]);
+    fs::write(s.info.join("RDEPEND"), "!!a/old\n").unwrap();
+    let o = merge(r, &s, &["--replace", "a/old"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("strong blocker !!a/old"));
+    // The blocker may also be declared by the installed package.
+    let blocks = pkg("a/blocks-1", "0", &[("/usr/bin/bl", "b")]);
+    fs::write(blocks.info.join("RDEPEND"), "!a/victim\n").unwrap();
+    ok(&merge(r, &blocks, &[]));
+    let o = merge(r, &pkg("a/victim-2", "0", &[("/usr/bin/v", "v")]), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a/blocks-1 block each other (!a/victim)"));
+}

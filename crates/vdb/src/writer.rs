@@ -314,3 +314,54 @@ pub fn delete_entry(vdb: &Vdb, entry: &VdbEntry) -> Result<(), VdbError> {
     }
     bump_mtime(vdb, entry.cpv.category())
 }
+
+/// Portage's `removeFromContents`: drop from an installed entry's CONTENTS
+/// every path `taken` says now belongs to another package, and the
+/// NEEDED.ELF.2 lines of those paths. CONTENTS is rewritten sorted, both
+/// files atomically, `metadata` kept coherent, mtimes bumped. Returns how
+/// many entries were dropped.
+pub fn remove_from_contents(
+    vdb: &Vdb,
+    entry: &VdbEntry,
+    taken: &dyn Fn(&[u8]) -> bool,
+    reporter: &dyn crate::db::Reporter,
+) -> Result<usize, VdbError> {
+    let parsed = entry.contents(reporter)?;
+    let keep: Vec<ContentsEntry> = parsed
+        .entries
+        .iter()
+        .filter(|e| !taken(&e.normalized_path()))
+        .cloned()
+        .collect();
+    let dropped = parsed.entries.len() - keep.len();
+    if dropped == 0 {
+        return Ok(0);
+    }
+    bump_mtime(vdb, entry.cpv.category())?;
+    atomic::write_atomic(
+        &entry.path_of("CONTENTS"),
+        &contents::to_sorted_bytes(&keep),
+        Durability::Deferred,
+    )?;
+    if let Some(needed) = entry.read_raw("NEEDED.ELF.2")? {
+        let text = String::from_utf8_lossy(&needed);
+        let mut out = String::new();
+        for line in text.lines() {
+            let path = line.split(';').nth(1).unwrap_or("");
+            if path.is_empty() || !taken(path.as_bytes()) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        atomic::write_atomic(
+            &entry.path_of("NEEDED.ELF.2"),
+            out.as_bytes(),
+            Durability::Deferred,
+        )?;
+    }
+    if entry.path_of(metadata::FILE_NAME).exists() {
+        consolidate_metadata(entry.dir())?;
+    }
+    bump_mtime(vdb, entry.cpv.category())?;
+    Ok(dropped)
+}

@@ -375,3 +375,48 @@ fn eprefix_paths() {
     let parsed = parse_contents(&fs::read(d.join("CONTENTS")).unwrap());
     assert_eq!(parsed.entries.len(), 2);
 }
+
+#[test]
+fn remove_from_contents_rewrites_sorted_and_coherent() {
+    let t = tempfile::tempdir().unwrap();
+    let vdb = Vdb::new(t.path(), "");
+    let entries = vec![
+        ContentsEntry::new(
+            &b"/usr/bin/b"[..],
+            EntryKind::Obj {
+                md5: (*b"aa").into(),
+                mtime: 1,
+            },
+        ),
+        ContentsEntry::new(&b"/usr"[..], EntryKind::Dir),
+        ContentsEntry::new(&b"/usr/bin"[..], EntryKind::Dir),
+        ContentsEntry::new(
+            &b"/usr/bin/a"[..],
+            EntryKind::Obj {
+                md5: (*b"bb").into(),
+                mtime: 2,
+            },
+        ),
+    ];
+    install(&vdb, "a/b-1", &entries, "0");
+    let e = vdb.entry("a", "b-1").unwrap();
+    fs::write(
+        e.path_of("NEEDED.ELF.2"),
+        "X86_64;/usr/bin/a;;;libc.so.6;x86_64\nX86_64;/usr/bin/b;;;libc.so.6;x86_64\n",
+    )
+    .unwrap();
+    vdb::writer::consolidate_metadata(e.dir()).unwrap();
+    let n =
+        vdb::writer::remove_from_contents(&vdb, &e, &|p| p == b"/usr/bin/a", &Collect::default())
+            .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        fs::read_to_string(e.path_of("CONTENTS")).unwrap(),
+        "dir /usr\ndir /usr/bin\nobj /usr/bin/b aa 1\n"
+    );
+    assert_eq!(
+        fs::read_to_string(e.path_of("NEEDED.ELF.2")).unwrap(),
+        "X86_64;/usr/bin/b;;;libc.so.6;x86_64\n"
+    );
+    assert!(vdb.entry("a", "b-1").unwrap().metadata_snapshot().is_some());
+}

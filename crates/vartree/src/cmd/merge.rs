@@ -38,6 +38,11 @@ pub struct MergeArgs {
     /// Overwrite files other packages own instead of refusing (FEATURES=-protect-owned).
     #[arg(long)]
     pub no_protect_owned: bool,
+    /// Replace an installed package outside the slot (a blocker handover):
+    /// it stays installed while this one is merged, hands over the files
+    /// both install, then is unmerged. Repeatable.
+    #[arg(long, value_name = "ATOM")]
+    pub replace: Vec<String>,
     #[command(flatten)]
     pub settings: crate::settings::SettingsArgs,
     /// Rename files out of the image when it is on ROOT's filesystem; the image is consumed.
@@ -106,6 +111,7 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
     opts.trust_vdb = settings.features.merge_use_vdb();
     opts.settings = settings;
     opts.move_image = a.move_image;
+    opts.replace = a.replace.clone();
     opts.sync = match a.sync {
         SyncArg::Auto => SyncMode::Auto,
         SyncArg::Always => SyncMode::Always,
