@@ -602,3 +602,45 @@ fn blockers_hand_files_over() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("a/blocks-1 block each other (!a/victim)"));
 }
+
+#[test]
+fn upgrade_rewrites_only_changed_files() {
+    // 1,000 files, 1% changed: only those are rewritten; the rest keep
+    // their inode and only get their mtime set. With --trust-vdb the
+    // unchanged live files are not even read.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let files: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("/usr/share/many/d{}/f{i}", i / 100), format!("content {i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    ok(&merge(r, &pkg("a/many-1", "0", &refs), &[]));
+    let ino = |p: &str| fs::metadata(r.join(p)).unwrap().ino();
+    let before: Vec<u64> = (0..1000).map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100))).collect();
+    let changed: Vec<(String, String)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, c))| {
+            if i % 100 == 7 {
+                (p.clone(), format!("changed {i}\n"))
+            } else {
+                (p.clone(), c.clone())
+            }
+        })
+        .collect();
+    let refs2: Vec<(&str, &str)> = changed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    for (flags, version) in [(&[][..], "2"), (&["--trust-vdb"][..], "3")] {
+        let p = pkg(&format!("a/many-{version}"), "0", &refs2);
+        let mut args = vec!["--json"];
+        args.extend_from_slice(flags);
+        let o = merge(r, &p, &args);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let identical = v["identical"].as_u64().unwrap();
+        let expect = if version == "2" { 990 } else { 1000 };
+        assert_eq!(identical, expect, "{flags:?}: {v}");
+    }
+    let after: Vec<u64> = (0..1000).map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100))).collect();
+    let rewritten = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(rewritten, 10);
+}

@@ -487,6 +487,7 @@ impl Seq {
         let v = self.run(&mut c, "vartree merge");
         self.exit_status(&step, &p, &v, expect_ok, before);
         let d = self.dumps();
+        eprintln!("DEBUG {step}: etc={:?} confmem={}", d.tree('p').keys().filter(|k| k.contains("/etc/upg")).collect::<Vec<_>>(), compact(&d.p["confmem"]));
         self.compare(&step, &d, None);
         if let Some(n) = self.resync_counter.take() {
             let eroot = self.root_v.join(self.eprefix.trim_start_matches('/'));
