@@ -296,10 +296,13 @@ impl ProtectCtx {
     }
 }
 
-/// Apply a merge's config-memory changes under the fs lock (Portage's
-/// `var/lib/portage/config`, which is also the lock file).
-pub fn store_confmem(eroot: &std::path::Path, plan: &MergePlan) -> Result<Vec<String>, MergeError> {
-    if plan.confmem.is_empty() {
+/// Apply config-memory changes under the fs lock (Portage's
+/// `var/lib/portage/config`, which is also the lock file). Idempotent.
+pub fn store_confmem_updates(
+    eroot: &std::path::Path,
+    updates: &[(String, crate::protect::ConfmemUpdate)],
+) -> Result<Vec<String>, MergeError> {
+    if updates.is_empty() {
         return Ok(Vec::new());
     }
     let path = vdb::lock::fs_lock_path(eroot);
@@ -317,9 +320,13 @@ pub fn store_confmem(eroot: &std::path::Path, plan: &MergePlan) -> Result<Vec<St
         source: std::io::Error::other(e.to_string()),
     };
     let mut confmem = Confmem::load(eroot).map_err(io)?;
-    for (p, u) in &plan.confmem {
+    for (p, u) in updates {
         match u {
-            crate::protect::ConfmemUpdate::Remember(md5) => confmem.remember(p, md5),
+            crate::protect::ConfmemUpdate::Remember(md5) => {
+                if confmem.get(p) != Some(md5.as_str()) {
+                    confmem.remember(p, md5)
+                }
+            }
             crate::protect::ConfmemUpdate::Forget => {
                 confmem.forget(p);
             }

@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use md5::{Digest, Md5};
 use rootfs::copy::{CopyProbe, Placement};
-use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
+use rootfs::dir::{set_file_times, set_owner_mode, DirHandle};
 use rootfs::root::{FileKind, Root};
 use vdb::contents::{ContentsEntry, EntryKind};
 use vdb::db::{Reporter, Vdb};
@@ -36,6 +36,7 @@ use crate::buildinfo::{read_build_info, BuildInfo};
 use crate::cfgprotect::ProtectCtx;
 use crate::error::{Collision, MergeError};
 use crate::image::{scan_image, strip_image_prefix_any, Image, ImageEntry, ImageKind};
+use crate::journal::{Journal, Record};
 
 /// When to flush to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -616,27 +617,6 @@ impl ImageDirs {
     }
 }
 
-/// One rename (or touch) to do at commit time, in order.
-enum CommitOp {
-    MoveAside {
-        dir: Rc<DirHandle>,
-        name: Vec<u8>,
-        backup: Vec<u8>,
-    },
-    Rename {
-        dir: Rc<DirHandle>,
-        temp: Vec<u8>,
-        dest: Vec<u8>,
-        path: Vec<u8>,
-        noreplace: bool,
-    },
-    Touch {
-        dir: Rc<DirHandle>,
-        name: Vec<u8>,
-        mtime: FileTime,
-    },
-}
-
 /// Everything staged so far, for rollback.
 #[derive(Default)]
 struct Staged {
@@ -686,6 +666,8 @@ struct Stager<'a> {
     /// Identities of the regular files placed (never removed by the
     /// unmerge of a replaced instance, whatever their name there).
     inodes: std::collections::HashSet<rootfs::root::FileId>,
+    /// The transaction journal (written ahead of every staged change).
+    journal: Option<Journal>,
 }
 
 /// A file moved out of the image: (staged dir, staged name, image dir,
@@ -693,6 +675,30 @@ struct Stager<'a> {
 type Moved = (Rc<DirHandle>, Vec<u8>, Rc<DirHandle>, Vec<u8>);
 
 impl Stager<'_> {
+    /// Write a record ahead of the change it describes.
+    fn note(&mut self, r: Record) -> Result<(), MergeError> {
+        match &mut self.journal {
+            Some(j) => j.record(&r),
+            None => Ok(()),
+        }
+    }
+
+    fn note_move(
+        &mut self,
+        e: &ImageEntry,
+        dir_path: &[u8],
+        name: &[u8],
+    ) -> Result<(), MergeError> {
+        let mut src_dir = self.image.dir.as_os_str().as_encoded_bytes().to_vec();
+        src_dir.extend_from_slice(e.raw_parent());
+        self.note(Record::Moved {
+            dir: dir_path.to_vec(),
+            name: name.to_vec(),
+            src_dir,
+            src_name: e.raw_name().to_vec(),
+        })
+    }
+
     /// Put files moved out of the image back (before the staged trees that
     /// hold them are removed).
     fn unmove(&mut self) {
@@ -707,6 +713,7 @@ impl Stager<'_> {
         e: &ImageEntry,
         target: Option<&Vec<u8>>,
         dir: &Rc<DirHandle>,
+        dir_path: &[u8],
         name: &[u8],
     ) -> Result<(), MergeError> {
         let rio = |op, err| MergeError::root_io(op, &e.path, err);
@@ -718,6 +725,7 @@ impl Stager<'_> {
                         if d.link(n, dir, name).is_ok() {
                             if moving {
                                 // The image name goes, as a move would take it.
+                                self.note_move(e, dir_path, name)?;
                                 let src_dir = self.image_dirs.parent_of(e)?;
                                 src_dir
                                     .unlink(e.raw_name())
@@ -735,6 +743,7 @@ impl Stager<'_> {
                 }
                 let src_dir = self.image_dirs.parent_of(e)?;
                 if moving {
+                    self.note_move(e, dir_path, name)?;
                     src_dir
                         .rename(e.raw_name(), dir, name)
                         .map_err(|err| rio("move from the image", err))?;
@@ -1037,6 +1046,38 @@ pub fn merge_image(
         path: opts.root.clone(),
         source: e,
     })?;
+    // A prefix that does not exist is refused before anything (even a lock
+    // file) is created in it.
+    if !image.entries.is_empty() && vdb.eprefix().as_os_str().len() > 1 {
+        if let Err(e) = root.open_dir(vdb.eprefix().as_os_str().as_encoded_bytes()) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Err(MergeError::MissingEprefix {
+                    eprefix: vdb.eprefix().display().to_string(),
+                });
+            }
+        }
+    }
+    if !opts.pretend {
+        // Finish or undo interrupted transactions first.
+        let lock = vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+            reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
+        })?;
+        for r in crate::txn::recover(
+            &root,
+            &vdb,
+            &crate::unmerge::UnmergeOptions::from_settings(&opts.settings),
+            false,
+            reporter,
+        )? {
+            reporter.event(MergeEvent::Notice(format!(
+                "recovered an interrupted {} of {}: {}",
+                r.kind,
+                r.cpv,
+                if r.forward { "completed" } else { "undone" }
+            )));
+        }
+        drop(lock);
+    }
     let replaced = others_in_slot(&vdb, &info, reporter)?;
     let handover = resolve_handover(&vdb, &info, &replaced, &opts.replace, reporter)?;
     // Files of packages being replaced are not collisions.
@@ -1104,6 +1145,7 @@ pub fn merge_image(
     let image_dev = std::fs::metadata(&opts.image)
         .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
         .unwrap_or(u64::MAX);
+    let journal = Journal::begin(vdb.eroot(), "merge", &cpv)?;
     let mut stager = Stager {
         image: &image,
         image_dirs,
@@ -1117,9 +1159,21 @@ pub fn merge_image(
         links: HashMap::new(),
         moved: Vec::new(),
         inodes: Default::default(),
+        journal: Some(journal),
     };
     let mut staged = Staged::default();
-    let mut commit: Vec<CommitOp> = Vec::new();
+    let mut commit: Vec<Record> = Vec::new();
+    // Undo everything staged (before the commit point) and end the journal.
+    let abort = |stager: &mut Stager<'_>, staged: &Staged, entry_begun: bool| {
+        stager.unmove();
+        staged.rollback();
+        if entry_begun {
+            let _ = std::fs::remove_dir_all(vdb.merging_dir(&info.cpv));
+        }
+        if let Some(j) = stager.journal.take() {
+            let _ = j.finish();
+        }
+    };
     if let Err(e) = stage(
         &root,
         &plan,
@@ -1129,8 +1183,7 @@ pub fn merge_image(
         &mut commit,
         reporter,
     ) {
-        stager.unmove();
-        staged.rollback();
+        abort(&mut stager, &staged, false);
         return Err(e);
     }
 
@@ -1139,11 +1192,13 @@ pub fn merge_image(
     }) {
         Ok(l) => l,
         Err(e) => {
-            stager.unmove();
-            staged.rollback();
+            abort(&mut stager, &staged, false);
             return Err(e.into());
         }
     };
+    let unmerge_opts = crate::unmerge::UnmergeOptions::from_settings(&opts.settings);
+    let reinstall = replaced.iter().any(|e| e.cpv == info.cpv);
+    let mut entry_begun = false;
     let result = (|| {
         // Validate: the slot, and the plan against the root as it is now.
         let replaced_now = others_in_slot(&vdb, &info, reporter)?;
@@ -1190,6 +1245,58 @@ pub fn merge_image(
         for n in &plan.notices {
             reporter.event(MergeEvent::Notice(n.clone()));
         }
+
+        // The new VDB entry, complete in CAT/-MERGING-PF. The counter is
+        // taken before that directory exists, so that the scan of the VDB
+        // does not see it.
+        stager.note(Record::Entry { cpv: cpv.clone() })?;
+        let counter = vdb::counter::next_counter(&vdb, reporter)?;
+        entry_begun = true;
+        let mut staged_entry = vdb.begin_entry(&info.cpv)?;
+        if opts.sync == SyncMode::Always {
+            staged_entry = staged_entry.with_durability(rootfs::atomic::Durability::Fsync);
+        }
+        for (k, v) in &info.files {
+            if k == "COUNTER" || k == "CONTENTS" || k == "INSTALL_MASK" {
+                continue;
+            }
+            staged_entry.write_key(k, v)?;
+        }
+        if !mask_value.is_empty() {
+            staged_entry.write_key("INSTALL_MASK", format!("{mask_value}\n").as_bytes())?;
+        }
+        staged_entry.write_counter(counter)?;
+        staged_entry.write_contents(&contents)?;
+        staged_entry.finish()?;
+
+        // Every commit step goes into the journal before the commit point.
+        for r in &commit {
+            stager.note(r.clone())?;
+        }
+        for (path, u) in &plan.confmem {
+            stager.note(Record::Confmem {
+                path: path.clone(),
+                md5: match u {
+                    crate::protect::ConfmemUpdate::Remember(m) => Some(m.clone()),
+                    crate::protect::ConfmemUpdate::Forget => None,
+                },
+            })?;
+        }
+        stager.note(Record::Publish {
+            exchange: reinstall,
+            cpv: cpv.clone(),
+            counter,
+        })?;
+        for old in replaced.iter().filter(|e| e.cpv != info.cpv) {
+            stager.note(Record::Unmerge {
+                cpv: old.cpv.to_string(),
+            })?;
+        }
+        for b in &handover {
+            stager.note(Record::Handover {
+                cpv: b.cpv.to_string(),
+            })?;
+        }
         if opts.sync != SyncMode::Never {
             rustix::fs::syncfs(root_fd(&root)?).map_err(|e| MergeError::Io {
                 op: "syncfs",
@@ -1197,82 +1304,56 @@ pub fn merge_image(
                 source: e.into(),
             })?;
         }
-        Ok(plan)
+        // The commit point.
+        if let Some(j) = &mut stager.journal {
+            j.commit()?;
+        }
+        Ok((plan, counter))
     })();
-    let plan = match result {
+    let (plan, counter) = match result {
         Ok(p) => p,
         Err(e) => {
-            stager.unmove();
-            staged.rollback();
+            abort(&mut stager, &staged, entry_begun);
             drop(lock);
             return Err(e);
         }
     };
 
-    // Commit: moves aside, then directories and files, then symlinks.
-    for op in &commit {
-        match op {
-            CommitOp::MoveAside { dir, name, backup } => {
-                dir.rename_noreplace(name, dir, backup)
-                    .map_err(|e| MergeError::root_io("move aside", name, e))?;
-            }
-            CommitOp::Rename {
-                dir,
-                temp,
-                dest,
-                path,
-                noreplace,
-            } => {
-                let r = if *noreplace {
-                    dir.rename_noreplace(temp, dir, dest)
-                } else {
-                    dir.rename(temp, dir, dest)
-                };
-                r.map_err(|e| MergeError::root_io("rename into place", path, e))?;
-                reporter.event(MergeEvent::Merged(lossy(path)));
-            }
-            CommitOp::Touch { dir, name, mtime } => {
-                let _ = dir.set_times(name, *mtime, *mtime);
-            }
-        }
+    // After the commit point: complete every step. The same code completes
+    // an interrupted transaction in `vartree recover`.
+    let records: Vec<Record> = stager
+        .journal
+        .as_ref()
+        .map(|j| j.records().to_vec())
+        .unwrap_or_default();
+    let applied = crate::txn::apply_commit(
+        &root,
+        &vdb,
+        &records,
+        &unmerge_opts,
+        Some(&stager.inodes),
+        &|path, _| reporter.event(MergeEvent::Merged(lossy(path))),
+        reporter,
+    )
+    .map_err(|e| MergeError::Interrupted {
+        cpv: cpv.clone(),
+        source: Box::new(e),
+    })?;
+    for n in &applied.notes {
+        reporter.event(MergeEvent::Notice(n.clone()));
     }
-
     if opts.sync == SyncMode::Always {
         let mut done = std::collections::HashSet::new();
-        for op in &commit {
-            let dir = match op {
-                CommitOp::MoveAside { dir, .. } | CommitOp::Rename { dir, .. } => dir,
-                CommitOp::Touch { .. } => continue,
-            };
-            if done.insert(Rc::as_ptr(dir)) {
-                dir.fsync()
-                    .map_err(|e| MergeError::root_io("fsync directory of", b"", e))?;
+        for r in &records {
+            if let Record::Rename { dir, .. } | Record::Aside { dir, .. } = r {
+                if done.insert(dir.clone()) {
+                    if let Ok(d) = root.open_dir(dir) {
+                        d.fsync()
+                            .map_err(|e| MergeError::root_io("fsync directory", dir, e))?;
+                    }
+                }
             }
         }
-    }
-
-    // Publish the VDB entry. The counter is taken before the -MERGING-
-    // directory exists, so that the scan of the VDB does not see it.
-    let counter = vdb::counter::next_counter(&vdb, reporter)?;
-    let mut staged_entry = vdb.begin_entry(&info.cpv)?;
-    if opts.sync == SyncMode::Always {
-        staged_entry = staged_entry.with_durability(rootfs::atomic::Durability::Fsync);
-    }
-    for (k, v) in &info.files {
-        if k == "COUNTER" || k == "CONTENTS" || k == "INSTALL_MASK" {
-            continue;
-        }
-        staged_entry.write_key(k, v)?;
-    }
-    if !mask_value.is_empty() {
-        staged_entry.write_key("INSTALL_MASK", format!("{mask_value}\n").as_bytes())?;
-    }
-    staged_entry.write_counter(counter)?;
-    staged_entry.write_contents(&contents)?;
-    for skipped in crate::cfgprotect::store_confmem(vdb.eroot(), &plan)? {
-        reporter.event(MergeEvent::Notice(format!(
-            "config memory cannot record {skipped} (a path with whitespace)"
-        )));
     }
     for (path, name) in &plan.protected {
         reporter.event(MergeEvent::Notice(format!(
@@ -1281,69 +1362,14 @@ pub fn merge_image(
             lossy(name)
         )));
     }
-
-    // Replace the old instances: the new entry is published first (there is
-    // never a moment without one), then each old instance's leftovers go,
-    // sparing every path the new package owns, then its entry.
-    let unmerge_opts = crate::unmerge::UnmergeOptions::from_settings(&opts.settings);
-    let new_keys =
-        vdb::owners::PackageKeys::new(&contents, vdb.eprefix().as_os_str().as_encoded_bytes());
-    let others = [&new_keys];
-    let mut removed = 0;
-    let reinstall = replaced.iter().find(|e| e.cpv == info.cpv);
-    match reinstall {
-        Some(old) => {
-            // Same CPV: remove the old leftovers, then swap the entries in
-            // one step (RENAME_EXCHANGE) and drop the old one.
-            let files = crate::unmerge::unmerge_files(
-                &vdb,
-                &root,
-                old,
-                &unmerge_opts,
-                &others,
-                &stager.inodes,
-                reporter,
-            )?;
-            removed += files.result.removed.len();
-            staged_entry.publish_exchange(&vdb)?;
-        }
-        None => {
-            staged_entry.publish(&vdb)?;
-        }
-    }
-    for old in replaced.iter().filter(|e| e.cpv != info.cpv) {
-        let out = crate::unmerge::unmerge_entry(
-            &vdb,
-            &root,
-            old,
-            &unmerge_opts,
-            &others,
-            &stager.inodes,
-            reporter,
-        )?;
-        removed += out.result.removed.len();
-    }
-    // Blocker handover: the files the new package now owns leave the
-    // blocked package's CONTENTS (so that the VDB is consistent at every
-    // step), then the blocked package is unmerged.
-    for b in &handover {
-        let taken = |p: &[u8]| new_keys.match_path(&root, p).is_some();
-        vdb::writer::remove_from_contents(&vdb, b, &taken, reporter)?;
-        let out = crate::unmerge::unmerge_entry(
-            &vdb,
-            &root,
-            b,
-            &unmerge_opts,
-            &others,
-            &stager.inodes,
-            reporter,
-        )?;
-        removed += out.result.removed.len();
-    }
     if opts.sync != SyncMode::Never {
         let _ = rustix::fs::syncfs(root_fd(&root)?);
     }
+    if let Some(j) = stager.journal.take() {
+        j.finish()?;
+    }
     drop(lock);
+    let removed = applied.removed;
 
     let mut placements: Vec<(Placement, usize)> = stager.placements.into_iter().collect();
     placements.sort();
@@ -1364,19 +1390,32 @@ fn root_fd(root: &Root) -> Result<DirHandle, MergeError> {
         .map_err(|e| MergeError::root_io("open", b"/", e))
 }
 
-/// Create everything under temp names; collect the commit operations.
+fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = if dir == b"/" {
+        Vec::new()
+    } else {
+        dir.to_vec()
+    };
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// Create everything under temp names (each written ahead to the journal);
+/// collect the commit steps as journal records.
 fn stage(
     root: &Root,
     plan: &MergePlan,
     facts: &ImageFacts,
     st: &mut Stager<'_>,
     staged: &mut Staged,
-    commit: &mut Vec<CommitOp>,
+    commit: &mut Vec<Record>,
     reporter: &dyn MergeReporter,
 ) -> Result<(), MergeError> {
     let image = st.image;
-    // Live or staged directory handle of each image directory.
-    let mut dirs: HashMap<Vec<u8>, Rc<DirHandle>> = HashMap::new();
+    // Live or staged directory of each image directory: handle and
+    // ROOT-relative path (a staged tree's path has its temp name in it).
+    let mut dirs: HashMap<Vec<u8>, (Rc<DirHandle>, Vec<u8>)> = HashMap::new();
     let top_key = if image.eprefix == b"/" {
         Vec::new()
     } else {
@@ -1386,7 +1425,7 @@ fn stage(
         let top = root
             .open_dir(&image.eprefix)
             .map_err(|e| MergeError::root_io("open", &image.eprefix, e))?;
-        dirs.insert(top_key, Rc::new(top));
+        dirs.insert(top_key, (Rc::new(top), image.eprefix.clone()));
     }
     let mut dir_ops = Vec::new();
     let mut file_ops = Vec::new();
@@ -1397,7 +1436,7 @@ fn stage(
         } else {
             e.parent().to_vec()
         };
-        let parent = dirs.get(&pkey).cloned().ok_or_else(|| {
+        let (parent, ppath) = dirs.get(&pkey).cloned().ok_or_else(|| {
             MergeError::root_io(
                 "find parent of",
                 &e.path,
@@ -1414,41 +1453,44 @@ fn stage(
                         .open_dir(&e.path)
                         .map_err(|err| MergeError::root_io("open directory", &e.path, err))?,
                 };
-                dirs.insert(e.path.clone(), Rc::new(h));
+                dirs.insert(e.path.clone(), (Rc::new(h), e.path.clone()));
                 reporter.event(MergeEvent::KeptDir(lossy(&e.path)));
             }
             Action::NewDirTop { aside } => {
                 let temp = temp_name(e.name(), &st.tx);
-                st.create(e, None, &parent, &temp)?;
+                st.note(Record::Tree {
+                    dir: ppath.clone(),
+                    name: temp.clone(),
+                })?;
+                st.create(e, None, &parent, &ppath, &temp)?;
                 staged.temps.push((parent.clone(), temp.clone(), true));
                 let h = parent
                     .open_subdir(&temp)
                     .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
-                dirs.insert(e.path.clone(), Rc::new(h));
+                dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, &temp)));
                 if let Some(b) = aside {
-                    dir_ops.push(CommitOp::MoveAside {
-                        dir: parent.clone(),
+                    dir_ops.push(Record::Aside {
+                        dir: ppath.clone(),
                         name: e.name().to_vec(),
                         backup: b.clone(),
                     });
                 }
-                dir_ops.push(CommitOp::Rename {
-                    dir: parent.clone(),
+                dir_ops.push(Record::Rename {
+                    dir: ppath.clone(),
                     temp,
                     dest: e.name().to_vec(),
-                    path: e.path.clone(),
                     noreplace: true,
                 });
             }
             Action::NewDirInner => {
-                st.create(e, None, &parent, e.name())?;
+                st.create(e, None, &parent, &ppath, e.name())?;
                 let h = parent
                     .open_subdir(e.name())
                     .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
-                dirs.insert(e.path.clone(), Rc::new(h));
+                dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, e.name())));
             }
             Action::PlaceInner { dest } => {
-                st.create(e, target, &parent, dest)?;
+                st.create(e, target, &parent, &ppath, dest)?;
             }
             Action::SkipProtected => {
                 reporter.event(MergeEvent::Notice(format!(
@@ -1458,13 +1500,16 @@ fn stage(
             }
             Action::Place { dest, replaces } => {
                 let temp = temp_name(dest, &st.tx);
-                st.create(e, target, &parent, &temp)?;
+                st.note(Record::Temp {
+                    dir: ppath.clone(),
+                    name: temp.clone(),
+                })?;
+                st.create(e, target, &parent, &ppath, &temp)?;
                 staged.temps.push((parent.clone(), temp.clone(), false));
-                let op = CommitOp::Rename {
-                    dir: parent.clone(),
+                let op = Record::Rename {
+                    dir: ppath.clone(),
                     temp,
                     dest: dest.clone(),
-                    path: e.path.clone(),
                     // A node only goes where nothing is.
                     noreplace: !replaces
                         && matches!(e.kind, ImageKind::Fifo | ImageKind::Device { .. }),
@@ -1477,10 +1522,11 @@ fn stage(
             }
             Action::Touch => {
                 reporter.event(MergeEvent::Identical(lossy(&e.path)));
-                file_ops.push(CommitOp::Touch {
-                    dir: parent.clone(),
+                file_ops.push(Record::Touch {
+                    dir: ppath.clone(),
                     name: e.name().to_vec(),
-                    mtime: e.mtime,
+                    sec: e.mtime.sec,
+                    nsec: e.mtime.nsec,
                 });
             }
             Action::SkipNode => {
@@ -1499,7 +1545,7 @@ fn stage(
                 plan.actions[i],
                 Action::NewDirTop { .. } | Action::NewDirInner
             ) {
-                if let Some(h) = dirs.get(&e.path) {
+                if let Some((h, _)) = dirs.get(&e.path) {
                     h.fsync()
                         .map_err(|err| MergeError::root_io("fsync directory", &e.path, err))?;
                 }

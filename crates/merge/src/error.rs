@@ -73,6 +73,12 @@ pub enum MergeError {
     Changed { cpv: String, what: String },
     #[error("EPREFIX {eprefix} does not exist in ROOT; nothing was merged. Check --eprefix, or create the prefix first.")]
     MissingEprefix { eprefix: String },
+    #[error("{cpv}: the merge was committed but could not be completed: {source}. Fix the cause, then run `vartree recover` to finish it.")]
+    Interrupted {
+        cpv: String,
+        #[source]
+        source: Box<MergeError>,
+    },
     #[error(transparent)]
     Vdb(#[from] vdb::db::VdbError),
     #[error("VDB lock: {0}")]

@@ -11,8 +11,10 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod journal;
 pub mod mask;
 pub mod protect;
+pub mod txn;
 pub mod unmerge;
 
 pub use engine::{merge_image, MergeEvent, MergeOptions, MergeOutcome, MergeReporter, SyncMode};

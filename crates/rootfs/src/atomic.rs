@@ -66,6 +66,7 @@ pub fn temp_path_for(dest: &Path) -> PathBuf {
 /// error the temp file is removed and `dest` is left as it was.
 pub fn write_atomic(dest: &Path, data: &[u8], durability: Durability) -> Result<(), FsError> {
     let tmp = temp_path_for(dest);
+    crate::crash::point("write_atomic");
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -84,6 +85,7 @@ pub fn write_atomic(dest: &Path, data: &[u8], durability: Durability) -> Result<
             f.sync_all().map_err(|e| FsError::new("fsync", &tmp, e))?;
         }
         drop(f);
+        crate::crash::point("write_atomic rename");
         fs::rename(&tmp, dest).map_err(|e| FsError::new("rename", dest, e))
     })();
     if result.is_err() {
@@ -95,6 +97,7 @@ pub fn write_atomic(dest: &Path, data: &[u8], durability: Durability) -> Result<
 /// Append `data` to an existing file (used to stamp Portage's `metadata`
 /// file, an append that must not change the directory's mtime).
 pub fn append(path: &Path, data: &[u8]) -> Result<(), FsError> {
+    crate::crash::point("append");
     let mut f = OpenOptions::new()
         .append(true)
         .open(path)

@@ -111,6 +111,7 @@ impl DirHandle {
 
     /// Create a new file (never an existing one) for writing.
     pub fn create_file(&self, name: &[u8], mode: u32) -> io::Result<File> {
+        crate::crash::point("create");
         let fd = rustix::fs::openat(
             &self.fd,
             name_of(name)?,
@@ -148,6 +149,7 @@ impl DirHandle {
 
     /// `mkdir`.
     pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        crate::crash::point("mkdir");
         Ok(rustix::fs::mkdirat(
             &self.fd,
             name_of(name)?,
@@ -157,6 +159,7 @@ impl DirHandle {
 
     /// `symlink(target, name)`.
     pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
+        crate::crash::point("symlink");
         Ok(rustix::fs::symlinkat(
             OsStr::from_bytes(target),
             &self.fd,
@@ -166,6 +169,7 @@ impl DirHandle {
 
     /// `mknod` of a FIFO or device node (`mode` carries the file type).
     pub fn mknod(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
+        crate::crash::point("mknod");
         let ft = rustix::fs::FileType::from_raw_mode(mode);
         Ok(rustix::fs::mknodat(
             &self.fd,
@@ -179,6 +183,7 @@ impl DirHandle {
     /// Rename `name` here to `to_name` in `to`, atomically replacing a
     /// non-directory there.
     pub fn rename(&self, name: &[u8], to: &DirHandle, to_name: &[u8]) -> io::Result<()> {
+        crate::crash::point("rename");
         Ok(rustix::fs::renameat(
             &self.fd,
             name_of(name)?,
@@ -189,6 +194,7 @@ impl DirHandle {
 
     /// Rename, failing with `EEXIST` if `to_name` exists.
     pub fn rename_noreplace(&self, name: &[u8], to: &DirHandle, to_name: &[u8]) -> io::Result<()> {
+        crate::crash::point("rename_noreplace");
         Ok(rustix::fs::renameat_with(
             &self.fd,
             name_of(name)?,
@@ -200,6 +206,7 @@ impl DirHandle {
 
     /// Swap two names atomically (`RENAME_EXCHANGE`).
     pub fn rename_exchange(&self, name: &[u8], to: &DirHandle, to_name: &[u8]) -> io::Result<()> {
+        crate::crash::point("rename_exchange");
         Ok(rustix::fs::renameat_with(
             &self.fd,
             name_of(name)?,
@@ -211,6 +218,7 @@ impl DirHandle {
 
     /// Hard-link `name` here as `to_name` in `to`.
     pub fn link(&self, name: &[u8], to: &DirHandle, to_name: &[u8]) -> io::Result<()> {
+        crate::crash::point("link");
         Ok(rustix::fs::linkat(
             &self.fd,
             name_of(name)?,
@@ -222,6 +230,7 @@ impl DirHandle {
 
     /// Remove a non-directory.
     pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
+        crate::crash::point("unlink");
         Ok(rustix::fs::unlinkat(
             &self.fd,
             name_of(name)?,
@@ -231,6 +240,7 @@ impl DirHandle {
 
     /// Remove an empty directory.
     pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
+        crate::crash::point("rmdir");
         Ok(rustix::fs::unlinkat(
             &self.fd,
             name_of(name)?,
@@ -240,6 +250,7 @@ impl DirHandle {
 
     /// `lchown`.
     pub fn lchown(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+        crate::crash::point("lchown");
         Ok(rustix::fs::chownat(
             &self.fd,
             name_of(name)?,
@@ -251,6 +262,7 @@ impl DirHandle {
 
     /// `chmod` of a non-symlink (symlinks have no mode on Linux).
     pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        crate::crash::point("chmod");
         Ok(rustix::fs::chmodat(
             &self.fd,
             name_of(name)?,
@@ -261,6 +273,7 @@ impl DirHandle {
 
     /// Set atime and mtime (nanoseconds), not following a final symlink.
     pub fn set_times(&self, name: &[u8], atime: FileTime, mtime: FileTime) -> io::Result<()> {
+        crate::crash::point("set_times");
         Ok(rustix::fs::utimensat(
             &self.fd,
             name_of(name)?,

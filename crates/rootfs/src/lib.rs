@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod copy;
+pub mod crash;
 pub mod dir;
 pub mod lock;
 pub mod root;

@@ -78,6 +78,8 @@ pub enum Command {
     Merge(cmd::merge::MergeArgs),
     /// Remove installed packages: their files (as Portage decides), then their VDB entries.
     Unmerge(cmd::unmerge::UnmergeArgs),
+    /// Complete or undo transactions interrupted by a crash, kill or power cut.
+    Recover(cmd::recover::RecoverArgs),
     /// Developer tools.
     #[command(hide = true, subcommand)]
     Debug(cmd::debug::DebugCmd),
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Size(a) => cmd::size::run(&cli.global, a, &reporter),
         Command::Merge(a) => cmd::merge::run(&cli.global, a, &reporter),
         Command::Unmerge(a) => cmd::unmerge::run(&cli.global, a, &reporter),
+        Command::Recover(a) => cmd::recover::run(&cli.global, a, &reporter),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
     };
     match result {

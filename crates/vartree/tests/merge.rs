@@ -611,12 +611,22 @@ fn upgrade_rewrites_only_changed_files() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let files: Vec<(String, String)> = (0..1000)
-        .map(|i| (format!("/usr/share/many/d{}/f{i}", i / 100), format!("content {i}\n")))
+        .map(|i| {
+            (
+                format!("/usr/share/many/d{}/f{i}", i / 100),
+                format!("content {i}\n"),
+            )
+        })
         .collect();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     ok(&merge(r, &pkg("a/many-1", "0", &refs), &[]));
     let ino = |p: &str| fs::metadata(r.join(p)).unwrap().ino();
-    let before: Vec<u64> = (0..1000).map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100))).collect();
+    let before: Vec<u64> = (0..1000)
+        .map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100)))
+        .collect();
     let changed: Vec<(String, String)> = files
         .iter()
         .enumerate()
@@ -628,7 +638,10 @@ fn upgrade_rewrites_only_changed_files() {
             }
         })
         .collect();
-    let refs2: Vec<(&str, &str)> = changed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs2: Vec<(&str, &str)> = changed
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     for (flags, version) in [(&[][..], "2"), (&["--trust-vdb"][..], "3")] {
         let p = pkg(&format!("a/many-{version}"), "0", &refs2);
         let mut args = vec!["--json"];
@@ -640,7 +653,9 @@ fn upgrade_rewrites_only_changed_files() {
         let expect = if version == "2" { 990 } else { 1000 };
         assert_eq!(identical, expect, "{flags:?}: {v}");
     }
-    let after: Vec<u64> = (0..1000).map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100))).collect();
+    let after: Vec<u64> = (0..1000)
+        .map(|i| ino(&format!("usr/share/many/d{}/f{i}", i / 100)))
+        .collect();
     let rewritten = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(rewritten, 10);
 }

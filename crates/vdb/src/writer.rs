@@ -37,6 +37,7 @@ pub fn bump_mtime(vdb: &Vdb, category: &str) -> Result<(), VdbError> {
 }
 
 fn touch_dir(d: &Path) -> io::Result<()> {
+    rootfs::crash::point("touch dir");
     let f = fs::File::open(d)?;
     let now = std::time::SystemTime::now();
     f.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now))
@@ -98,6 +99,7 @@ impl Vdb {
     /// empty (Portage's `treewalk` does the same).
     pub fn begin_entry(&self, cpv: &Cpv) -> Result<StagedEntry, VdbError> {
         let dir = self.merging_dir(cpv);
+        rootfs::crash::point("begin entry");
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -191,6 +193,7 @@ impl StagedEntry {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(VdbError::io("stat", &self.final_dir, e)),
         }
+        rootfs::crash::point("publish entry");
         fs::rename(&self.dir, &self.final_dir)
             .map_err(|e| VdbError::io("rename into place", &self.dir, e))?;
         if self.durability == Durability::Fsync {
@@ -238,10 +241,27 @@ impl StagedEntry {
         Ok(VdbEntry::new(self.cpv, self.final_dir))
     }
 
+    /// Complete the entry in place (consolidate and stamp `metadata`, the
+    /// last change to the directory), for a caller that publishes it later
+    /// with [`publish_merging`] or [`exchange_merging`] (a journaled
+    /// transaction records the commit point in between).
+    pub fn finish(self) -> Result<(), VdbError> {
+        consolidate_metadata(&self.dir)?;
+        if self.durability == Durability::Fsync {
+            atomic::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Remove the `-MERGING-` directory.
     pub fn abort(self) -> Result<(), VdbError> {
         fs::remove_dir_all(&self.dir).map_err(|e| VdbError::io("remove", &self.dir, e))
     }
+}
+
+fn remove_key_file(path: &Path) -> io::Result<()> {
+    rootfs::crash::point("remove key");
+    fs::remove_file(path)
 }
 
 /// Portage's `aux_update`: write (or, for `None`, delete) key files of an
@@ -264,7 +284,7 @@ pub fn update_keys(
         let path = dir.join(key);
         match value {
             Some(v) if !v.is_empty() => atomic::write_atomic(&path, v, Durability::Deferred)?,
-            _ => match fs::remove_file(&path) {
+            _ => match remove_key_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(VdbError::io("remove", path, e)),
@@ -299,6 +319,7 @@ pub fn rewrite_contents_sorted(
 /// bumps around it.
 pub fn delete_entry(vdb: &Vdb, entry: &VdbEntry) -> Result<(), VdbError> {
     bump_mtime(vdb, entry.cpv.category())?;
+    rootfs::crash::point("delete entry");
     match fs::remove_dir_all(entry.dir()) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -364,4 +385,45 @@ pub fn remove_from_contents(
     }
     bump_mtime(vdb, entry.cpv.category())?;
     Ok(dropped)
+}
+
+/// Publish a finished `CAT/-MERGING-PF` as `CAT/PF` (which must not exist).
+pub fn publish_merging(vdb: &Vdb, cpv: &Cpv) -> Result<VdbEntry, VdbError> {
+    let dir = vdb.merging_dir(cpv);
+    let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+    bump_mtime(vdb, cpv.category())?;
+    let cat = rootfs::dir::DirHandle::open(&vdb.dir().join(cpv.category()))
+        .map_err(|e| VdbError::io("open", vdb.dir().join(cpv.category()), e))?;
+    let tmp_name = dir
+        .file_name()
+        .unwrap_or_default()
+        .as_encoded_bytes()
+        .to_vec();
+    cat.rename_noreplace(&tmp_name, &cat, cpv.pf().as_bytes())
+        .map_err(|e| VdbError::io("rename into place", &final_dir, e))?;
+    bump_mtime(vdb, cpv.category())?;
+    Ok(VdbEntry::new(cpv.clone(), final_dir))
+}
+
+/// Swap a finished `CAT/-MERGING-PF` with the installed `CAT/PF` in one
+/// step (`RENAME_EXCHANGE`), then remove the old entry, now under the
+/// `-MERGING-` name.
+pub fn exchange_merging(vdb: &Vdb, cpv: &Cpv) -> Result<VdbEntry, VdbError> {
+    let dir = vdb.merging_dir(cpv);
+    let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+    bump_mtime(vdb, cpv.category())?;
+    let catpath = vdb.dir().join(cpv.category());
+    let cat =
+        rootfs::dir::DirHandle::open(&catpath).map_err(|e| VdbError::io("open", &catpath, e))?;
+    let tmp_name = dir
+        .file_name()
+        .unwrap_or_default()
+        .as_encoded_bytes()
+        .to_vec();
+    cat.rename_exchange(&tmp_name, &cat, cpv.pf().as_bytes())
+        .map_err(|e| VdbError::io("exchange with the installed entry", &final_dir, e))?;
+    rootfs::crash::point("remove replaced entry");
+    fs::remove_dir_all(&dir).map_err(|e| VdbError::io("remove the replaced entry", &dir, e))?;
+    bump_mtime(vdb, cpv.category())?;
+    Ok(VdbEntry::new(cpv.clone(), final_dir))
 }

@@ -6,6 +6,7 @@ pub mod debug;
 pub mod list;
 pub mod merge;
 pub mod owners;
+pub mod recover;
 pub mod size;
 pub mod unmerge;
 

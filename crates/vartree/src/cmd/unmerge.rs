@@ -38,14 +38,6 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
             output::note(&format!("waiting for lock on {}", p.display()))
         })?)
     };
-    let entries = select::select(&vdb, &a.atoms, reporter)?;
-    if entries.is_empty() {
-        output::note(&format!(
-            "vartree: no installed package matches {}",
-            a.atoms.join(" ")
-        ));
-        return Ok(EXIT_NEGATIVE);
-    }
     let extra: &[&str] = if a.no_unmerge_orphans {
         &["-unmerge-orphans"]
     } else {
@@ -56,9 +48,42 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
         pretend: a.pretend,
         ..UnmergeOptions::from_settings(&settings)
     };
+    if !a.pretend {
+        for r in merge::txn::recover(&root, &vdb, &opts, false, reporter)? {
+            output::note(&format!(
+                "!!! recovered an interrupted {} of {}: {}",
+                r.kind,
+                r.cpv,
+                if r.forward { "completed" } else { "undone" }
+            ));
+        }
+    }
+    let entries = select::select(&vdb, &a.atoms, reporter)?;
+    if entries.is_empty() {
+        output::note(&format!(
+            "vartree: no installed package matches {}",
+            a.atoms.join(" ")
+        ));
+        return Ok(EXIT_NEGATIVE);
+    }
     let mut list = Vec::new();
     for e in &entries {
+        // Journaled: once started, an unmerge is completed (by `recover`
+        // after a crash).
+        let journal = if a.pretend {
+            None
+        } else {
+            let mut j = merge::journal::Journal::begin(vdb.eroot(), "unmerge", e.cpv.as_str())?;
+            j.record(&merge::journal::Record::Unmerge {
+                cpv: e.cpv.to_string(),
+            })?;
+            j.commit()?;
+            Some(j)
+        };
         let out = unmerge_entry(&vdb, &root, e, &opts, &[], &HashSet::new(), reporter)?;
+        if let Some(j) = journal {
+            j.finish()?;
+        }
         let removed = out
             .plan
             .items

@@ -1,0 +1,456 @@
+//! Completing or undoing a journaled transaction.
+//!
+//! [`apply_commit`] performs the steps recorded before a journal's `COMMIT`
+//! line. Every step is idempotent, so the same function completes a
+//! transaction in the process that started it and, after a crash, in
+//! `vartree recover`. [`rollback`] undoes a transaction whose commit point
+//! was never reached.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::rc::Rc;
+
+use rootfs::dir::{DirHandle, FileTime};
+use rootfs::root::{FileId, FileKind, Root};
+use vdb::db::{Reporter, Vdb};
+use vdb::owners::PackageKeys;
+
+use crate::error::MergeError;
+use crate::journal::{self, Journal, Record};
+use crate::unmerge::UnmergeOptions;
+
+/// Live directories opened by ROOT-relative path, once each.
+struct Dirs<'r> {
+    root: &'r Root,
+    cache: HashMap<Vec<u8>, Option<Rc<DirHandle>>>,
+}
+
+impl Dirs<'_> {
+    fn get(&mut self, path: &[u8]) -> Option<Rc<DirHandle>> {
+        self.cache
+            .entry(path.to_vec())
+            .or_insert_with(|| self.root.open_dir(path).ok().map(Rc::new))
+            .clone()
+    }
+}
+
+fn exists(dir: &DirHandle, name: &[u8]) -> bool {
+    dir.lstat(name).is_ok()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What completing a transaction did.
+#[derive(Debug, Default, Clone)]
+pub struct Applied {
+    /// Paths renamed into place (by this call; steps already done are not
+    /// counted).
+    pub renamed: Vec<Vec<u8>>,
+    /// Paths of replaced or handed-over packages that were removed.
+    pub removed: usize,
+    /// Human-readable notes.
+    pub notes: Vec<String>,
+}
+
+/// Perform the committed steps of a journal. `keep_inodes`: identities of
+/// the files the new package placed (computed from its CONTENTS when not
+/// given, as after a crash).
+#[allow(clippy::too_many_arguments)]
+pub fn apply_commit(
+    root: &Root,
+    vdb: &Vdb,
+    records: &[Record],
+    unmerge_opts: &UnmergeOptions,
+    keep_inodes: Option<&HashSet<FileId>>,
+    on_merged: &dyn Fn(&[u8], &[u8]),
+    reporter: &dyn Reporter,
+) -> Result<Applied, MergeError> {
+    let mut out = Applied::default();
+    let mut dirs = Dirs {
+        root,
+        cache: HashMap::new(),
+    };
+    let rio = |op, p: &[u8], e| MergeError::root_io(op, p, e);
+    // 1. Renames and touches, in order.
+    for r in records {
+        match r {
+            Record::Aside { dir, name, backup } => {
+                let Some(d) = dirs.get(dir) else { continue };
+                if exists(&d, name) && !exists(&d, backup) {
+                    // Only a non-directory is ever moved aside.
+                    if d.lstat(name).is_ok_and(|s| s.kind != FileKind::Directory) {
+                        d.rename_noreplace(name, &d, backup)
+                            .map_err(|e| rio("move aside", name, e))?;
+                    }
+                }
+            }
+            Record::Rename {
+                dir,
+                temp,
+                dest,
+                noreplace,
+            } => {
+                let Some(d) = dirs.get(dir) else { continue };
+                if !exists(&d, temp) {
+                    continue; // done already
+                }
+                let res = if *noreplace {
+                    d.rename_noreplace(temp, &d, dest)
+                } else {
+                    d.rename(temp, &d, dest)
+                };
+                let mut path = if dir == b"/" { Vec::new() } else { dir.clone() };
+                path.push(b'/');
+                path.extend_from_slice(dest);
+                match res {
+                    Ok(()) => {
+                        on_merged(&path, dest);
+                        out.renamed.push(path);
+                    }
+                    // A node whose place got taken meanwhile stays out.
+                    Err(e) if *noreplace && e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let _ = d.unlink(temp);
+                        out.notes
+                            .push(format!("{} already exists; left alone", lossy(&path)));
+                    }
+                    Err(e) => return Err(rio("rename into place", &path, e)),
+                }
+            }
+            Record::Touch {
+                dir,
+                name,
+                sec,
+                nsec,
+            } => {
+                if let Some(d) = dirs.get(dir) {
+                    let t = FileTime {
+                        sec: *sec,
+                        nsec: *nsec,
+                    };
+                    let _ = d.set_times(name, t, t);
+                }
+            }
+            _ => {}
+        }
+    }
+    // 2. The config memory.
+    let confmem: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Confmem { path, md5 } => Some((
+                path.clone(),
+                match md5 {
+                    Some(m) => crate::protect::ConfmemUpdate::Remember(m.clone()),
+                    None => crate::protect::ConfmemUpdate::Forget,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    if !confmem.is_empty() {
+        crate::cfgprotect::store_confmem_updates(vdb.eroot(), &confmem)?;
+    }
+    // 3. Publish the new entry; 4. remove what it replaces.
+    let publish = records.iter().find_map(|r| match r {
+        Record::Publish {
+            exchange,
+            cpv,
+            counter,
+        } => Some((*exchange, cpv.clone(), *counter)),
+        _ => None,
+    });
+    let mut new_keys: Option<PackageKeys> = None;
+    let mut computed_inodes: Option<HashSet<FileId>> = None;
+    if let Some((exchange, cpv, counter)) = &publish {
+        let cpv = atom::Cpv::parse(cpv).map_err(|e| MergeError::BuildInfo {
+            path: vdb.dir().to_owned(),
+            reason: format!("journal names an invalid package {cpv}: {e}"),
+        })?;
+        let merging = vdb.merging_dir(&cpv);
+        let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+        let counter_of = |d: &Path| -> Option<i64> {
+            std::fs::read_to_string(d.join("COUNTER"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        };
+        let new_dir = if counter_of(&merging) == Some(*counter) {
+            merging.clone()
+        } else {
+            final_dir.clone()
+        };
+        let new_entry = vdb::db::VdbEntry::new(cpv.clone(), new_dir);
+        let keys = PackageKeys::new(
+            &new_entry.contents(reporter)?.entries,
+            vdb.eprefix().as_os_str().as_encoded_bytes(),
+        );
+        if counter_of(&merging) == Some(*counter) {
+            if *exchange && final_dir.exists() {
+                // Same CPV: the old instance's leftovers, then the swap.
+                let old = vdb::db::VdbEntry::new(cpv.clone(), final_dir.clone());
+                let inodes = keep_inodes.cloned().unwrap_or_else(|| {
+                    computed_inodes
+                        .get_or_insert_with(|| inodes_of(root, &keys))
+                        .clone()
+                });
+                let files = crate::unmerge::unmerge_files(
+                    vdb,
+                    root,
+                    &old,
+                    unmerge_opts,
+                    &[&keys],
+                    &inodes,
+                    reporter,
+                )?;
+                out.removed += files.result.removed.len();
+                vdb::writer::exchange_merging(vdb, &cpv)?;
+            } else {
+                vdb::writer::publish_merging(vdb, &cpv)?;
+            }
+        } else if merging.exists() {
+            // Exchanged already: the old entry is left under -MERGING-.
+            rootfs::crash::point("remove replaced entry");
+            std::fs::remove_dir_all(&merging).map_err(|e| MergeError::Io {
+                op: "remove the replaced entry",
+                path: merging.clone(),
+                source: e,
+            })?;
+        }
+        new_keys = Some(keys);
+    }
+    for r in records {
+        let (cpv, handover) = match r {
+            Record::Unmerge { cpv } => (cpv, false),
+            Record::Handover { cpv } => (cpv, true),
+            _ => continue,
+        };
+        let Ok(c) = atom::Cpv::parse(cpv) else {
+            continue;
+        };
+        let Some(entry) = vdb.entry(c.category(), c.pf()) else {
+            continue; // done already
+        };
+        let others: Vec<&PackageKeys> = new_keys.iter().collect();
+        if handover {
+            if let Some(k) = &new_keys {
+                let taken = |p: &[u8]| k.match_path(root, p).is_some();
+                vdb::writer::remove_from_contents(vdb, &entry, &taken, reporter)?;
+            }
+        }
+        let inodes = match (keep_inodes, &new_keys) {
+            (Some(i), _) => i.clone(),
+            (None, Some(k)) => computed_inodes
+                .get_or_insert_with(|| inodes_of(root, k))
+                .clone(),
+            (None, None) => HashSet::new(),
+        };
+        let o = crate::unmerge::unmerge_entry(
+            vdb,
+            root,
+            &entry,
+            unmerge_opts,
+            &others,
+            &inodes,
+            reporter,
+        )?;
+        out.removed += o.result.removed.len();
+    }
+    Ok(out)
+}
+
+/// Identities of a package's regular files as they are now.
+fn inodes_of(root: &Root, keys: &PackageKeys) -> HashSet<FileId> {
+    keys.keys()
+        .filter(|(_, t)| *t == vdb::contents::EntryType::Obj)
+        .filter_map(|(k, _)| {
+            let d = root.open_dir(vdb::contents::dirname(k)).ok()?;
+            d.lstat(vdb::contents::basename(k)).ok().map(|s| s.id)
+        })
+        .collect()
+}
+
+/// Remove a directory tree we created (never follows symlinks).
+pub fn remove_tree(parent: &DirHandle, name: &[u8]) -> std::io::Result<()> {
+    let d = parent.open_subdir(name)?;
+    for child in d.list()? {
+        match d.lstat(&child)?.kind {
+            FileKind::Directory => remove_tree(&d, &child)?,
+            _ => d.unlink(&child)?,
+        }
+    }
+    parent.rmdir(name)
+}
+
+/// Undo a transaction that never reached its commit point: put files moved
+/// out of the image back, remove staged temp names and trees, remove the
+/// `-MERGING-` entry.
+pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut dirs = Dirs {
+        root,
+        cache: HashMap::new(),
+    };
+    for r in records.iter().rev() {
+        match r {
+            Record::Moved {
+                dir,
+                name,
+                src_dir,
+                src_name,
+            } => {
+                let src = DirHandle::open(Path::new(std::ffi::OsStr::new(
+                    &String::from_utf8_lossy(src_dir).into_owned(),
+                )));
+                if let (Some(d), Ok(s)) = (dirs.get(dir), src) {
+                    if exists(&d, name)
+                        && !exists(&s, src_name)
+                        && d.rename(name, &s, src_name).is_ok()
+                    {
+                        notes.push(format!("moved {} back into the image", lossy(src_name)));
+                    }
+                }
+            }
+            Record::Temp { dir, name } => {
+                if let Some(d) = dirs.get(dir) {
+                    if d.lstat(name).is_ok_and(|s| s.kind != FileKind::Directory)
+                        && d.unlink(name).is_ok()
+                    {
+                        notes.push(format!("removed staged {}", lossy(name)));
+                    }
+                }
+            }
+            Record::Tree { dir, name } => {
+                if let Some(d) = dirs.get(dir) {
+                    if d.lstat(name).is_ok_and(|s| s.kind == FileKind::Directory)
+                        && remove_tree(&d, name).is_ok()
+                    {
+                        notes.push(format!("removed staged directory {}", lossy(name)));
+                    }
+                }
+            }
+            Record::Entry { cpv } => {
+                if let Ok(c) = atom::Cpv::parse(cpv) {
+                    let m = vdb.merging_dir(&c);
+                    if m.exists() {
+                        rootfs::crash::point("remove -MERGING-");
+                        if std::fs::remove_dir_all(&m).is_ok() {
+                            notes.push(format!("removed {}", m.display()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    notes
+}
+
+/// What `recover` found and did for one journal.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub journal: std::path::PathBuf,
+    pub kind: String,
+    pub cpv: String,
+    /// `true`: completed (rolled forward); `false`: rolled back.
+    pub forward: bool,
+    pub notes: Vec<String>,
+}
+
+/// Find interrupted transactions and complete or undo each. Journals whose
+/// owner is still running (it holds the journal's lock) are left alone.
+/// The caller holds the VDB lock.
+pub fn recover(
+    root: &Root,
+    vdb: &Vdb,
+    unmerge_opts: &UnmergeOptions,
+    pretend: bool,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Recovered>, MergeError> {
+    let dir = vdb.eroot().join(journal::JOURNAL_DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(MergeError::Io {
+                op: "read directory",
+                path: dir,
+                source: e,
+            })
+        }
+    };
+    let mut paths: Vec<_> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        // A live owner holds the lock.
+        let Ok(Some(lock)) = rootfs::lock::LockedFile::try_lock(&path) else {
+            continue;
+        };
+        let data = std::fs::read(&path).map_err(|e| MergeError::Io {
+            op: "read journal",
+            path: path.clone(),
+            source: e,
+        })?;
+        let records = journal::parse(&data);
+        let (kind, cpv) = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Begin { kind, cpv } => Some((kind.clone(), cpv.clone())),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let forward = records.contains(&Record::Commit);
+        let notes = if pretend {
+            vec![if forward {
+                "would complete the committed steps".to_owned()
+            } else {
+                "would undo the staged changes".to_owned()
+            }]
+        } else if forward {
+            let a = apply_commit(
+                root,
+                vdb,
+                &records,
+                unmerge_opts,
+                None,
+                &|_, _| {},
+                reporter,
+            )?;
+            let mut n = a.notes;
+            n.push(format!(
+                "completed: {} paths renamed into place, {} old paths removed",
+                a.renamed.len(),
+                a.removed
+            ));
+            n
+        } else {
+            rollback(root, vdb, &records)
+        };
+        if !pretend {
+            rootfs::crash::point("journal remove");
+            let _ = std::fs::remove_file(&path);
+        }
+        drop(lock);
+        if !pretend {
+            journal::remove_dir_if_empty(&path);
+        }
+        out.push(Recovered {
+            journal: path,
+            kind,
+            cpv,
+            forward,
+            notes,
+        });
+    }
+    Ok(out)
+}
+
+/// Start a journal, or `None` in pretend mode.
+pub fn begin(eroot: &Path, kind: &str, cpv: &str) -> Result<Journal, MergeError> {
+    Journal::begin(eroot, kind, cpv)
+}
