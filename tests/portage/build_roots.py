@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -302,8 +303,9 @@ def merge(root, eprefix, cpv, builder, extra, imgdir, quiet):
     else:
         cmd = [sys.executable, os.path.join(ref, "merge_image.py")]
     cmd += ["--root", root, "--image", img, "--cpv", cpv, "--build-time", BUILD_TIME] + extra
+    # PYTHONDONTWRITEBYTECODE: no __pycache__ in portage-ref's (shared) directory
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       errors="replace")
+                       errors="replace", env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     if r.returncode != 0 or not quiet:
         sys.stderr.write(r.stdout)
     if r.returncode != 0:

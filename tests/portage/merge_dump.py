@@ -166,13 +166,10 @@ def dump_tree(root, excluded):
     return tree
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("root")
-    ap.add_argument("--eprefix", default="")
-    args = ap.parse_args()
-    root = os.path.abspath(args.root)
-    ep = args.eprefix.strip("/")
+def dump(root, eprefix=""):
+    """The dump of ROOT (with EPREFIX) as a dict (what main() prints)."""
+    root = os.path.abspath(root)
+    ep = eprefix.strip("/")
     ep = "/" + ep if ep else ""
     eroot = root + ep
     excluded = set()
@@ -211,6 +208,15 @@ def main():
             out["counter"] = f.read()
     except FileNotFoundError:
         out["counter"] = None
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root")
+    ap.add_argument("--eprefix", default="")
+    args = ap.parse_args()
+    out = dump(args.root, args.eprefix)
     json.dump(out, sys.stdout, indent=1, sort_keys=True, ensure_ascii=False,
               default=str)
     sys.stdout.write("\n")

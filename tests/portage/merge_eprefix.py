@@ -13,6 +13,8 @@ See prefix_env.py for how.  Run with the venv python that has Portage.
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from prefix_env import use_eprefix  # noqa: E402

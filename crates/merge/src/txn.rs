@@ -447,6 +447,10 @@ pub fn recover(
             notes,
         });
     }
+    if !pretend {
+        // An empty journal directory (a crash right after creating it).
+        let _ = std::fs::remove_dir(&dir);
+    }
     Ok(out)
 }
 

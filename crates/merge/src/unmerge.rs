@@ -105,8 +105,9 @@ pub struct UnmergePlan {
     pub dirs: Vec<Vec<u8>>,
     /// Every decision, in the order made (reverse path order).
     pub items: Vec<UnmergeItem>,
-    /// Symlinks to directories kept because other files live under them.
-    pub protected_symlinks: Vec<Vec<u8>>,
+    /// Symlinks to directories kept because other files live under them,
+    /// with the identity of the directory they point to.
+    pub protected_symlinks: Vec<(Vec<u8>, Option<FileId>)>,
 }
 
 /// Every key of a package: its CONTENTS paths (normalised) plus their
@@ -269,7 +270,8 @@ pub fn plan_unmerge(
                         Err(_) => true,
                     };
                     if !all_own {
-                        plan.protected_symlinks.push(path.clone());
+                        let target = root.file_id(path).ok();
+                        plan.protected_symlinks.push((path.clone(), target));
                         decide(Reason::NotEmpty);
                         continue;
                     }
@@ -363,12 +365,132 @@ pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
                 }
             }
         }
+        let id = parent.lstat(name).ok().map(|s| s.id);
         match parent.rmdir(name) {
-            Ok(()) => res.removed.push(path.clone()),
+            Ok(()) => {
+                res.removed.push(path.clone());
+                // A kept symlink to the directory just removed is dangling
+                // now: it goes too (Portage bug 640058).
+                for (link, target) in &plan.protected_symlinks {
+                    if id.is_some() && *target == id {
+                        if let Some(d) = dirs.get(dirname(link)) {
+                            if d.unlink(basename(link)).is_ok() {
+                                res.removed.push(link.clone());
+                            }
+                        }
+                    }
+                }
+            }
             Err(_) => res.kept_dirs.push(path.clone()),
         }
     }
+    // Directories that held such a symlink may be empty now.
+    retry_dirs(&mut dirs, &mut res);
     res
+}
+
+/// Try the kept directories again, deepest first, until nothing changes.
+fn retry_dirs(dirs: &mut Dirs<'_>, res: &mut UnmergeResult) {
+    loop {
+        let mut progress = false;
+        let mut kept = std::mem::take(&mut res.kept_dirs);
+        kept.sort();
+        kept.reverse();
+        for path in kept {
+            let removed = dirs
+                .get(dirname(&path))
+                .is_some_and(|p| p.rmdir(basename(&path)).is_ok());
+            if removed {
+                progress = true;
+                res.removed.push(path);
+            } else {
+                res.kept_dirs.push(path);
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+}
+
+/// Does no package but `self_cpv` have files through these symlinks?
+fn links_unused(
+    vdb: &vdb::db::Vdb,
+    root: &Root,
+    self_cpv: &atom::Cpv,
+    links: &[Vec<u8>],
+    others: &[&PackageKeys],
+    reporter: &dyn vdb::db::Reporter,
+) -> Result<bool, crate::MergeError> {
+    if links
+        .iter()
+        .any(|l| others.iter().any(|o| o.match_path(root, l).is_some()))
+    {
+        return Ok(false);
+    }
+    let queries: Vec<_> = links
+        .iter()
+        .map(|l| vdb::owners::OwnerQuery::new(l))
+        .collect();
+    let owners = vdb::owners::find_owners(vdb, &queries, reporter)?;
+    Ok(!owners.iter().any(|o| &o.entry.cpv != self_cpv))
+}
+
+/// [`release_protected_symlinks`] without touching anything.
+fn protected_symlinks_releasable(
+    vdb: &vdb::db::Vdb,
+    root: &Root,
+    self_cpv: &atom::Cpv,
+    plan: &UnmergePlan,
+    others: &[&PackageKeys],
+    reporter: &dyn vdb::db::Reporter,
+) -> Result<bool, crate::MergeError> {
+    let links: Vec<Vec<u8>> = plan
+        .protected_symlinks
+        .iter()
+        .map(|(l, _)| l.clone())
+        .collect();
+    Ok(!links.is_empty() && links_unused(vdb, root, self_cpv, &links, others, reporter)?)
+}
+
+/// Portage's `_unmerge_protected_symlinks`: symlinks to directories kept
+/// during the unmerge are removed after all when neither the replacing
+/// package nor any other installed package has files through them (all of
+/// them, or none). Returns the symlinks still kept.
+pub fn release_protected_symlinks(
+    vdb: &vdb::db::Vdb,
+    root: &Root,
+    self_cpv: &atom::Cpv,
+    plan: &UnmergePlan,
+    others: &[&PackageKeys],
+    result: &mut UnmergeResult,
+    reporter: &dyn vdb::db::Reporter,
+) -> Result<Vec<Vec<u8>>, crate::MergeError> {
+    let links: Vec<Vec<u8>> = plan
+        .protected_symlinks
+        .iter()
+        .map(|(l, _)| l.clone())
+        .filter(|l| !result.removed.contains(l))
+        .collect();
+    if links.is_empty() || !links_unused(vdb, root, self_cpv, &links, others, reporter)? {
+        return Ok(links);
+    }
+    let mut dirs = Dirs {
+        root,
+        cache: Default::default(),
+    };
+    for l in &links {
+        if let Some(d) = dirs.get(dirname(l)) {
+            if d.lstat(basename(l))
+                .is_ok_and(|s| s.kind == FileKind::Symlink)
+                && d.unlink(basename(l)).is_ok()
+            {
+                result.removed.push(l.clone());
+            }
+        }
+    }
+    retry_dirs(&mut dirs, result);
+    Ok(Vec::new())
 }
 
 /// Settings for a standalone unmerge.
@@ -471,15 +593,39 @@ pub fn unmerge_files(
         others,
         keep_inodes,
     };
-    let plan = plan_unmerge(root, &contents.entries, &rules);
+    let mut plan = plan_unmerge(root, &contents.entries, &rules);
     if opts.pretend {
+        // Kept directory symlinks that nothing else uses would go after all.
+        if protected_symlinks_releasable(vdb, root, &entry.cpv, &plan, others, reporter)? {
+            for item in &mut plan.items {
+                if item.reason == Reason::NotEmpty && item.kind == "sym" {
+                    item.reason = Reason::Removed;
+                }
+            }
+        }
         return Ok(UnmergeOutcome {
             cpv: entry.cpv.to_string(),
             plan,
             result: UnmergeResult::default(),
         });
     }
-    let result = execute_unmerge(root, &plan);
+    let mut result = execute_unmerge(root, &plan);
+    let kept =
+        release_protected_symlinks(vdb, root, &entry.cpv, &plan, others, &mut result, reporter)?;
+    for l in kept {
+        reporter.warn(vdb::db::Warning::BadValue {
+            path: std::path::PathBuf::from(String::from_utf8_lossy(&l).into_owned()),
+            key: "CONTENTS".into(),
+            reason: "this symlink to a directory was kept: other packages have files through it (an obsolete remnant? consider replacing it with the directory it points to)".into(),
+        });
+    }
+    // Symlinks kept at first and removed after all are reported as removed.
+    let removed: HashSet<&Vec<u8>> = result.removed.iter().collect();
+    for item in &mut plan.items {
+        if item.reason == Reason::NotEmpty && removed.contains(&item.path) {
+            item.reason = Reason::Removed;
+        }
+    }
     forget_stale_confmem(vdb.eroot(), &plan)?;
     Ok(UnmergeOutcome {
         cpv: entry.cpv.to_string(),

@@ -99,6 +99,11 @@ fn main() -> ExitCode {
         Command::Recover(a) => cmd::recover::run(&cli.global, a, &reporter),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
     };
+    if rootfs::crash::ENABLED {
+        if let Some(path) = std::env::var_os("VARTREE_CRASH_COUNT") {
+            let _ = std::fs::write(path, rootfs::crash::count().to_string());
+        }
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
