@@ -668,6 +668,8 @@ struct Stager<'a> {
     inodes: std::collections::HashSet<rootfs::root::FileId>,
     /// The transaction journal (written ahead of every staged change).
     journal: Option<Journal>,
+    /// The package, for messages.
+    cpv: String,
 }
 
 /// A file moved out of the image: (staged dir, staged name, image dir,
@@ -1160,6 +1162,7 @@ pub fn merge_image(
         moved: Vec::new(),
         inodes: Default::default(),
         journal: Some(journal),
+        cpv: cpv.clone(),
     };
     let mut staged = Staged::default();
     let mut commit: Vec<Record> = Vec::new();
@@ -1304,6 +1307,13 @@ pub fn merge_image(
                 source: e.into(),
             })?;
         }
+        // Last chance to stop: a signal before the commit point undoes.
+        if let Some(sig) = rootfs::signal::pending() {
+            return Err(MergeError::Signal {
+                cpv: cpv.clone(),
+                sig,
+            });
+        }
         // The commit point.
         if let Some(j) = &mut stager.journal {
             j.commit()?;
@@ -1431,6 +1441,12 @@ fn stage(
     let mut file_ops = Vec::new();
     let mut sym_ops = Vec::new();
     for (i, e) in image.entries.iter().enumerate() {
+        if let Some(sig) = rootfs::signal::pending() {
+            return Err(MergeError::Signal {
+                cpv: st.cpv.clone(),
+                sig,
+            });
+        }
         let pkey: Vec<u8> = if e.parent() == b"/" {
             Vec::new()
         } else {

@@ -79,6 +79,8 @@ pub enum MergeError {
         #[source]
         source: Box<MergeError>,
     },
+    #[error("{cpv}: interrupted by {name} before the commit point; everything staged was removed and nothing was merged", name = rootfs::signal::name(*sig))]
+    Signal { cpv: String, sig: i32 },
     #[error(transparent)]
     Vdb(#[from] vdb::db::VdbError),
     #[error("VDB lock: {0}")]

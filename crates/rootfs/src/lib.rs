@@ -11,3 +11,4 @@ pub mod crash;
 pub mod dir;
 pub mod lock;
 pub mod root;
+pub mod signal;

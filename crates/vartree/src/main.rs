@@ -88,6 +88,14 @@ pub enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let reporter = output::StderrReporter::new(cli.global.quiet);
+    // Mutating commands treat SIGINT/SIGTERM as a request: before a
+    // transaction's commit point it is undone, after it it is finished.
+    if matches!(
+        cli.command,
+        Command::Merge(_) | Command::Unmerge(_) | Command::Recover(_)
+    ) {
+        rootfs::signal::install();
+    }
     let result = match &cli.command {
         Command::List(a) => cmd::list::run(&cli.global, a, &reporter),
         Command::Contents(a) => cmd::contents::run(&cli.global, a, &reporter),
@@ -105,10 +113,22 @@ fn main() -> ExitCode {
         }
     }
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => match rootfs::signal::pending() {
+            Some(sig) => {
+                output::note(&format!(
+                    "vartree: {} received; the transaction was completed first",
+                    rootfs::signal::name(sig)
+                ));
+                ExitCode::from(128 + sig as u8)
+            }
+            None => ExitCode::from(code),
+        },
         Err(e) => {
             output::error(&e);
-            ExitCode::from(EXIT_ERROR)
+            match e.downcast_ref::<merge::MergeError>() {
+                Some(merge::MergeError::Signal { sig, .. }) => ExitCode::from(128 + *sig as u8),
+                _ => ExitCode::from(EXIT_ERROR),
+            }
         }
     }
 }

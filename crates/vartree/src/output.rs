@@ -54,10 +54,13 @@ pub fn note(msg: &str) {
 
 /// Write JSON to stdout, followed by a newline.
 pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
-    Ok(())
+    match out.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Lossy text of a path as recorded (Portage decodes with errors="replace").

@@ -403,3 +403,104 @@ fn portage_reads_cleanly(roots: &[PathBuf]) {
         roots.len()
     );
 }
+
+#[test]
+fn sigint_and_sigterm_roll_back_before_the_commit_point_and_finish_after_it() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base");
+    fs::create_dir_all(&base).unwrap();
+    let pk = t.path().join("pkgs");
+    let v1 = pkg(
+        &pk,
+        "a/sig-1",
+        &[("/usr/bin/sig", "1\n"), ("/usr/share/sig/a", "a\n")],
+        &[],
+    );
+    ok(&vt(
+        &base,
+        &[
+            "merge",
+            "--sync",
+            "never",
+            "--image",
+            &v1.image.display().to_string(),
+            "--build-info",
+            &v1.info.display().to_string(),
+        ],
+        &[],
+    ));
+    let v2 = pkg(
+        &pk,
+        "a/sig-2",
+        &[
+            ("/usr/bin/sig", "2\n"),
+            ("/usr/share/sig/b", "b\n"),
+            ("/usr/share/new/c", "c\n"),
+        ],
+        &[],
+    );
+    let args = [
+        "merge",
+        "--sync",
+        "never",
+        "--image",
+        &v2.image.display().to_string(),
+        "--build-info",
+        &v2.info.display().to_string(),
+    ];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let old = state(&base);
+    let reference = t.path().join("reference");
+    copy_tree(&base, &reference);
+    let count_file = t.path().join("count");
+    ok(&vt(
+        &reference,
+        &args,
+        &[("VARTREE_CRASH_COUNT", count_file.display().to_string())],
+    ));
+    let new = state(&reference);
+    let steps: u64 = fs::read_to_string(&count_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (mut rolled_back, mut finished) = (0, 0);
+    for (sig, code) in [(2, 130), (15, 143)] {
+        for n in 1..=steps {
+            let root = t.path().join(format!("sig-{sig}-{n}"));
+            copy_tree(&base, &root);
+            let o = vt(&root, &args, &[("VARTREE_SIGNAL_AT", format!("{n}:{sig}"))]);
+            assert_eq!(
+                o.status.code(),
+                Some(code),
+                "signal {sig} at step {n}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            // No recover: the process itself left a consistent root.
+            let now = state(&root);
+            for k in now.keys() {
+                assert!(
+                    !k.contains(".vartree"),
+                    "signal {sig} at step {n}: left {k}"
+                );
+                assert!(
+                    !k.contains("-MERGING-"),
+                    "signal {sig} at step {n}: left {k}"
+                );
+            }
+            if now == old {
+                rolled_back += 1;
+                assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was merged"));
+            } else if now == new {
+                finished += 1;
+                assert!(String::from_utf8_lossy(&o.stderr).contains("completed first"));
+            } else {
+                panic!("signal {sig} at step {n}: neither old nor new state");
+            }
+            fs::remove_dir_all(&root).unwrap();
+        }
+    }
+    eprintln!("signals: {steps} steps x 2 signals; {rolled_back} rolled back, {finished} finished");
+    assert!(rolled_back > 0 && finished > 0);
+}

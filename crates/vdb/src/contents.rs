@@ -259,6 +259,48 @@ fn is_space(b: u8) -> bool {
 
 /// Parse one line (without its terminator).
 pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
+    parse_line_ref(line).map(|r| r.to_owned())
+}
+
+/// A parsed line borrowing from the input (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub path: &'a [u8],
+    pub kind: KindRef<'a>,
+}
+
+/// [`EntryKind`], borrowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindRef<'a> {
+    Dir,
+    Obj { md5: &'a [u8], mtime: i64 },
+    Sym { target: &'a [u8], mtime: i64 },
+    Fif,
+    Dev,
+}
+
+impl EntryRef<'_> {
+    /// An owned [`ContentsEntry`].
+    pub fn to_owned(&self) -> ContentsEntry {
+        let kind = match self.kind {
+            KindRef::Dir => EntryKind::Dir,
+            KindRef::Fif => EntryKind::Fif,
+            KindRef::Dev => EntryKind::Dev,
+            KindRef::Obj { md5, mtime } => EntryKind::Obj {
+                md5: md5.into(),
+                mtime,
+            },
+            KindRef::Sym { target, mtime } => EntryKind::Sym {
+                target: target.into(),
+                mtime,
+            },
+        };
+        ContentsEntry::new(self.path, kind)
+    }
+}
+
+/// Parse one line without allocating.
+pub fn parse_line_ref(line: &[u8]) -> Result<EntryRef<'_>, LineProblem> {
     if line.contains(&0) {
         return Err(LineProblem::NulByte);
     }
@@ -272,11 +314,11 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
                 return Err(LineProblem::Unrecognized);
             }
             let kind = match line[..3] {
-                [b'd', b'i', b'r'] => EntryKind::Dir,
-                [b'd', b'e', b'v'] => EntryKind::Dev,
-                _ => EntryKind::Fif,
+                [b'd', b'i', b'r'] => KindRef::Dir,
+                [b'd', b'e', b'v'] => KindRef::Dev,
+                _ => KindRef::Fif,
             };
-            Ok(ContentsEntry::new(rest, kind))
+            Ok(EntryRef { path: rest, kind })
         }
         b"obj" => {
             // obj (.+) (\S+) (\d+)
@@ -292,13 +334,13 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
             if md5.is_empty() || md5.iter().any(|&b| is_space(b)) || path.is_empty() {
                 return Err(LineProblem::Unrecognized);
             }
-            Ok(ContentsEntry::new(
+            Ok(EntryRef {
                 path,
-                EntryKind::Obj {
-                    md5: md5.into(),
+                kind: KindRef::Obj {
+                    md5,
                     mtime: parse_mtime(mtime)?,
                 },
-            ))
+            })
         }
         b"sym" => {
             // sym (.+) -> (.+) ((\d+)|(oldsym tuple))
@@ -319,13 +361,10 @@ pub fn parse_line(line: &[u8]) -> Result<ContentsEntry, LineProblem> {
                 let i = find_last_arrow(&body[..end]).ok_or(LineProblem::Unrecognized)?;
                 let target = &body[i + 4..];
                 if !target.is_empty() && i > 0 {
-                    return Ok(ContentsEntry::new(
-                        &body[..i],
-                        EntryKind::Sym {
-                            target: target.into(),
-                            mtime,
-                        },
-                    ));
+                    return Ok(EntryRef {
+                        path: &body[..i],
+                        kind: KindRef::Sym { target, mtime },
+                    });
                 }
                 if i == 0 {
                     return Err(LineProblem::Unrecognized);

@@ -402,7 +402,12 @@ impl VdbEntry {
     pub fn metadata_snapshot(&self) -> Option<&BTreeMap<String, String>> {
         self.metadata
             .get_or_init(|| {
-                let data = fs::read(self.dir.join(metadata::FILE_NAME)).ok()?;
+                // One open and read (no size probe): this runs for every
+                // package in `list`.
+                let mut data = Vec::with_capacity(4096);
+                fs::File::open(self.dir.join(metadata::FILE_NAME))
+                    .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data))
+                    .ok()?;
                 let parsed = metadata::parse(&data)?;
                 let st = fs::metadata(&self.dir).ok()?;
                 let mtime_ns = i128::from(st.mtime()) * 1_000_000_000 + i128::from(st.mtime_nsec());

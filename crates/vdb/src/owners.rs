@@ -82,12 +82,29 @@ fn scan_entry(
     prefix_depth: usize,
     reporter: &dyn Reporter,
 ) -> Result<Vec<Vec<u8>>, VdbError> {
-    let parsed = entry.contents(reporter)?;
+    let path = entry.path_of("CONTENTS");
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(VdbError::io("read", path, e)),
+    };
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut last_parent: Vec<u8> = Vec::new();
-    for e in &parsed.entries {
-        let key = e.normalized_path();
+    for (lineno, line) in contents::lines(&data).enumerate() {
+        // Parsed in place: only the keys that are hits are copied.
+        let r = match contents::parse_line_ref(line) {
+            Ok(r) => r,
+            Err(problem) => {
+                reporter.warn(crate::db::Warning::ContentsLine {
+                    path: path.clone(),
+                    line: lineno + 1,
+                    problem: problem.to_string(),
+                });
+                continue;
+            }
+        };
+        let key = contents::normalize_if_needed(r.path);
         // Implicit parent directories, added once per distinct parent.
         let parent = dirname(&key);
         if parent != last_parent.as_slice() {
@@ -172,47 +189,46 @@ pub fn find_owners_in(
     let mut out = Vec::new();
     for h in &hits {
         let entry = &entries[h.entry_index];
-        let mut matched_names: HashSet<&[u8]> = HashSet::new();
+        let exact: HashSet<&[u8]> = h.keys.iter().map(Vec::as_slice).collect();
+        let mut by_base: HashMap<&[u8], Vec<&Vec<u8>>> = HashMap::new();
         for k in &h.keys {
-            matched_names.insert(basename(k));
+            by_base.entry(basename(k)).or_default().push(k);
         }
-        for name in matched_names {
+        for (name, same_name) in &by_base {
             let Some(qis) = by_name.get(name) else {
                 continue;
             };
             for &qi in qis {
                 match &queries[qi] {
-                    OwnerQuery::Basename(b) => {
-                        for k in h.keys.iter().filter(|k| basename(k) == b.as_slice()) {
+                    OwnerQuery::Basename(_) => {
+                        for k in same_name {
                             out.push(Owner {
                                 query: qi,
                                 entry: entry.clone(),
-                                path: k.clone(),
+                                path: (*k).clone(),
                             });
                         }
                     }
                     OwnerQuery::Path(p) => {
-                        if let Some(k) = h.keys.iter().find(|k| k.as_slice() == p.as_slice()) {
+                        if exact.contains(p.as_slice()) {
                             out.push(Owner {
                                 query: qi,
                                 entry: entry.clone(),
-                                path: k.clone(),
+                                path: p.clone(),
                             });
                             continue;
                         }
+                        // Same name, another directory: the same directory
+                        // through a symlink?
                         let Some(qdir) = dir_id(dirname(p)) else {
                             continue;
                         };
-                        let found = h
-                            .keys
-                            .iter()
-                            .filter(|k| basename(k) == name)
-                            .find(|k| dir_id(dirname(k)) == Some(qdir));
+                        let found = same_name.iter().find(|k| dir_id(dirname(k)) == Some(qdir));
                         if let Some(k) = found {
                             out.push(Owner {
                                 query: qi,
                                 entry: entry.clone(),
-                                path: k.clone(),
+                                path: (*k).clone(),
                             });
                         }
                     }
@@ -224,6 +240,7 @@ pub fn find_owners_in(
         a.query
             .cmp(&b.query)
             .then_with(|| a.entry.cpv.cmp(&b.entry.cpv))
+            .then_with(|| a.path.cmp(&b.path))
     });
     Ok(out)
 }

@@ -24,23 +24,24 @@ pub fn run(g: &Global, a: &ListArgs, reporter: &dyn Reporter) -> anyhow::Result<
     let vdb = super::open_vdb(g);
     let entries = select::select(&vdb, &a.atoms, reporter)?;
     if g.json {
-        let list: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                let (slot, subslot) = e.slot(reporter);
-                json!({
-                    "cpv": e.cpv.to_string(),
-                    "category": e.cpv.category(),
-                    "pf": e.cpv.pf(),
-                    "pn": e.cpv.pn(),
-                    "pvr": e.cpv.pvr(),
-                    "slot": slot,
-                    "subslot": subslot,
-                    "repository": e.repository(reporter),
-                    "counter": e.counter(reporter),
-                })
-            })
-            .collect();
+        // Each entry's keys are read on every core.
+        let list: Vec<_> = vdb::par::par_map(&entries, reporter, |e| {
+            let (slot, subslot) = e.slot(reporter);
+            Ok(json!({
+                "cpv": e.cpv.to_string(),
+                "category": e.cpv.category(),
+                "pf": e.cpv.pf(),
+                "pn": e.cpv.pn(),
+                "pvr": e.cpv.pvr(),
+                "slot": slot,
+                "subslot": subslot,
+                "repository": e.repository(reporter),
+                "counter": e.counter(reporter),
+            }))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         output::json(&serde_json::Value::Array(list))?;
     } else {
         let mut out = Out::new();
