@@ -120,6 +120,12 @@ pub enum MergeEvent {
     KeptDir(String),
     /// `!!!` something the user should know (a backup, a collision warning).
     Notice(String),
+    /// Progress of a long phase (for a progress line on a terminal).
+    Progress {
+        phase: &'static str,
+        done: usize,
+        total: usize,
+    },
 }
 
 /// Where merge events go; libraries never print.
@@ -1440,7 +1446,15 @@ fn stage(
     let mut dir_ops = Vec::new();
     let mut file_ops = Vec::new();
     let mut sym_ops = Vec::new();
+    let total = image.entries.len();
     for (i, e) in image.entries.iter().enumerate() {
+        if i % 1024 == 0 && total > 4096 {
+            reporter.event(MergeEvent::Progress {
+                phase: "staging",
+                done: i,
+                total,
+            });
+        }
         if let Some(sig) = rootfs::signal::pending() {
             return Err(MergeError::Signal {
                 cpv: st.cpv.clone(),

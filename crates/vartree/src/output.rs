@@ -52,6 +52,13 @@ pub fn note(msg: &str) {
     let _ = writeln!(io::stderr().lock(), "{msg}");
 }
 
+/// Redraw the progress line on stderr (an empty message clears it).
+pub fn progress(msg: &str) {
+    let mut err = io::stderr().lock();
+    let _ = write!(err, "\r\x1b[K{msg}");
+    let _ = err.flush();
+}
+
 /// Write JSON to stdout, followed by a newline.
 pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());

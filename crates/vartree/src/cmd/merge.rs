@@ -62,6 +62,8 @@ struct CliReporter<'a> {
     inner: &'a dyn Reporter,
     verbose: u8,
     json: bool,
+    /// A progress line is drawn (stderr is a terminal, not verbose).
+    progress: bool,
 }
 
 impl Reporter for CliReporter<'_> {
@@ -121,8 +123,13 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
         inner: reporter,
         verbose: g.verbose,
         json: g.json,
+        progress: g.verbose == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    let out = merge_image(&opts, &r)?;
+    let out = merge_image(&opts, &r);
+    if r.progress {
+        output::progress("");
+    }
+    let out = out?;
     if g.json {
         let placements: serde_json::Map<String, serde_json::Value> = out
             .placements
