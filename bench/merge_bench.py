@@ -14,6 +14,9 @@ then times one merge of it:
             copy_file_range/reflink into temp names)
   floor     floor_rename: mkdir + rename of every entry, nothing else
 
+The staging copy is flushed (`sync`, untimed) before each timed run, so
+that a tool's own syncfs does not pay for writing the copy back.
+
 Syncing: `--sync` picks `auto` (Portage's default merge-sync and vartree's
 default: syncfs) or `never` (Portage FEATURES=-merge-sync, vartree --sync
 never). Medians of --reps runs; ratios are computed from the medians of the
@@ -86,6 +89,8 @@ def main():
                 shutil.rmtree(stage, ignore_errors=True)
                 subprocess.run(["cp", "-a", img, stage], check=True)
                 fresh(root)
+                # Flush the copy now, so that neither tool's syncfs pays for it.
+                subprocess.run(["sync"], check=True)
                 if tool == "floor":
                     times["floor"].append(run([args.floor, stage, root]))
                 elif tool.startswith("vartree"):

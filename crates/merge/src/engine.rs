@@ -1153,7 +1153,8 @@ pub fn merge_image(
     let image_dev = std::fs::metadata(&opts.image)
         .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
         .unwrap_or(u64::MAX);
-    let journal = Journal::begin(vdb.eroot(), "merge", &cpv)?;
+    let mut journal = Journal::begin(vdb.eroot(), "merge", &cpv)?;
+    journal.set_durable(opts.sync != SyncMode::Never);
     let mut stager = Stager {
         image: &image,
         image_dirs,

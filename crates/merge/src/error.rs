@@ -81,6 +81,8 @@ pub enum MergeError {
     },
     #[error("{cpv}: interrupted by {name} before the commit point; everything staged was removed and nothing was merged", name = rootfs::signal::name(*sig))]
     Signal { cpv: String, sig: i32 },
+    #[error("{reason}")]
+    BinPkg { path: PathBuf, reason: String },
     #[error(transparent)]
     Vdb(#[from] vdb::db::VdbError),
     #[error("VDB lock: {0}")]
@@ -114,6 +116,15 @@ impl MergeError {
             op,
             path: String::from_utf8_lossy(path).into_owned(),
             source,
+        }
+    }
+}
+
+impl From<binpkg::Error> for MergeError {
+    fn from(e: binpkg::Error) -> Self {
+        MergeError::BinPkg {
+            path: e.path().to_owned(),
+            reason: e.to_string(),
         }
     }
 }

@@ -259,6 +259,7 @@ pub struct Journal {
     path: PathBuf,
     lock: Option<LockedFile>,
     written: Vec<Record>,
+    durable: bool,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MergeError + 'a {
@@ -302,6 +303,7 @@ impl Journal {
             path,
             lock: Some(lock),
             written: Vec::new(),
+            durable: true,
         };
         j.record(&Record::Begin {
             kind: kind.into(),
@@ -341,8 +343,18 @@ impl Journal {
         &self.written
     }
 
-    /// fsync the journal.
+    /// Whether the journal is fsynced at BEGIN and at the commit point
+    /// (`--sync never` turns it off: then only a process crash, not a power
+    /// cut, is covered).
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
+    }
+
+    /// fsync the journal (unless made non-durable).
     pub fn sync(&self) -> Result<(), MergeError> {
+        if !self.durable {
+            return Ok(());
+        }
         if let Some(f) = self.file() {
             f.sync_data().map_err(io_err("fsync journal", &self.path))?;
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod install;
 pub mod journal;
 pub mod mask;
 pub mod protect;

@@ -448,6 +448,16 @@ pub fn recover(
         });
     }
     if !pretend {
+        // Unpacked binary packages of installs that did not finish.
+        for d in crate::install::remove_stale_staging(vdb.eroot()) {
+            out.push(Recovered {
+                journal: d,
+                kind: "install".into(),
+                cpv: String::new(),
+                forward: false,
+                notes: vec!["removed an unpacked package left by an interrupted install".into()],
+            });
+        }
         // An empty journal directory (a crash right after creating it).
         let _ = std::fs::remove_dir(&dir);
     }

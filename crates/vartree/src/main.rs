@@ -74,6 +74,8 @@ pub enum Command {
     Check(cmd::check::CheckArgs),
     /// Count the files and bytes of installed packages.
     Size(cmd::size::SizeArgs),
+    /// Install binary packages (gpkg, xpak): verify, then merge as `merge` does.
+    Install(cmd::install::InstallArgs),
     /// Merge an image directory (${D} + build-info) into ROOT and record it in the VDB.
     Merge(cmd::merge::MergeArgs),
     /// Remove installed packages: their files (as Portage decides), then their VDB entries.
@@ -92,7 +94,7 @@ fn main() -> ExitCode {
     // transaction's commit point it is undone, after it it is finished.
     if matches!(
         cli.command,
-        Command::Merge(_) | Command::Unmerge(_) | Command::Recover(_)
+        Command::Merge(_) | Command::Install(_) | Command::Unmerge(_) | Command::Recover(_)
     ) {
         rootfs::signal::install();
     }
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(&cli.global, a, &reporter),
         Command::Size(a) => cmd::size::run(&cli.global, a, &reporter),
         Command::Merge(a) => cmd::merge::run(&cli.global, a, &reporter),
+        Command::Install(a) => cmd::install::run(&cli.global, a, &reporter),
         Command::Unmerge(a) => cmd::unmerge::run(&cli.global, a, &reporter),
         Command::Recover(a) => cmd::recover::run(&cli.global, a, &reporter),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),

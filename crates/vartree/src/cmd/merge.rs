@@ -58,12 +58,30 @@ pub struct MergeArgs {
     pub sync: SyncArg,
 }
 
-struct CliReporter<'a> {
+pub struct CliReporter<'a> {
     inner: &'a dyn Reporter,
     verbose: u8,
     json: bool,
     /// A progress line is drawn (stderr is a terminal, not verbose).
     progress: bool,
+}
+
+impl<'a> CliReporter<'a> {
+    pub fn new(inner: &'a dyn Reporter, g: &Global) -> Self {
+        CliReporter {
+            inner,
+            verbose: g.verbose,
+            json: g.json,
+            progress: g.verbose == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+
+    /// Clear the progress line, if one was drawn.
+    pub fn clear_progress(&self) {
+        if self.progress {
+            output::progress("");
+        }
+    }
 }
 
 impl Reporter for CliReporter<'_> {
@@ -119,16 +137,9 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
         SyncArg::Always => SyncMode::Always,
         SyncArg::Never => SyncMode::Never,
     };
-    let r = CliReporter {
-        inner: reporter,
-        verbose: g.verbose,
-        json: g.json,
-        progress: g.verbose == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
+    let r = CliReporter::new(reporter, g);
     let out = merge_image(&opts, &r);
-    if r.progress {
-        output::progress("");
-    }
+    r.clear_progress();
     let out = out?;
     if g.json {
         let placements: serde_json::Map<String, serde_json::Value> = out

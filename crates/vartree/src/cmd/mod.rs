@@ -3,6 +3,7 @@
 pub mod check;
 pub mod contents;
 pub mod debug;
+pub mod install;
 pub mod list;
 pub mod merge;
 pub mod owners;

@@ -1,0 +1,323 @@
+//! Installing binary packages (gpkg, xpak): verify, unpack into a staging
+//! directory on ROOT's filesystem, then merge it with the same engine as
+//! `vartree merge` (moving the files out of the staging directory, so the
+//! content is written once).
+//!
+//! The staging directory is `EROOT/var/db/.vartree/unpack-PID-N/` with
+//! `image/` and `build-info/`; it is removed when the install ends, and a
+//! stale one (its owner's lock is gone) is removed by `recover`.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
+
+use crate::engine::{merge_image, MergeOptions, MergeOutcome, MergeReporter};
+use crate::error::MergeError;
+use crate::journal::JOURNAL_DIR;
+
+/// A staging directory for one package, removed on drop.
+pub struct Staging {
+    dir: PathBuf,
+    _lock: rootfs::lock::LockedFile,
+    lock_path: PathBuf,
+}
+
+impl Staging {
+    fn new(eroot: &Path) -> Result<Staging, MergeError> {
+        let parent = eroot.join(JOURNAL_DIR);
+        fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
+            op: "create directory",
+            path: parent.clone(),
+            source: e,
+        })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("unpack-{}-{nanos}", std::process::id());
+        let dir = parent.join(&name);
+        let lock_path = parent.join(format!("{name}.lock"));
+        let lock =
+            rootfs::lock::LockedFile::lock(&lock_path, |_| {}).map_err(|e| MergeError::Io {
+                op: "lock",
+                path: lock_path.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| MergeError::Io {
+                op: "create directory",
+                path: dir.clone(),
+                source: e,
+            })?;
+        Ok(Staging {
+            dir,
+            _lock: lock,
+            lock_path,
+        })
+    }
+
+    pub fn image(&self) -> PathBuf {
+        self.dir.join("image")
+    }
+
+    pub fn build_info(&self) -> PathBuf {
+        self.dir.join("build-info")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.lock_path);
+        crate::journal::remove_dir_if_empty(&self.lock_path);
+    }
+}
+
+/// Remove staging directories whose owner is gone (for `recover`).
+pub fn remove_stale_staging(eroot: &Path) -> Vec<PathBuf> {
+    let parent = eroot.join(JOURNAL_DIR);
+    let mut removed = Vec::new();
+    let Ok(rd) = fs::read_dir(&parent) else {
+        return removed;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(base) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        if !base.starts_with("unpack-") {
+            continue;
+        }
+        let lock_path = ent.path();
+        if let Ok(Some(_l)) = rootfs::lock::LockedFile::try_lock(&lock_path) {
+            let dir = parent.join(base);
+            let _ = fs::remove_dir_all(&dir);
+            let _ = fs::remove_file(&lock_path);
+            removed.push(dir);
+        }
+    }
+    removed
+}
+
+fn bin_err(e: binpkg::Error) -> MergeError {
+    MergeError::from(e)
+}
+
+fn md5_file(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = <md5::Md5 as md5::Digest>::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5::Digest::update(&mut h, &buf[..n]);
+    }
+    Ok(md5::Digest::finalize(h)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Unpack a verified package into `staging`: its metadata as build-info
+/// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs.
+fn unpack(pkg: &binpkg::BinPkg, path: &Path, staging: &Staging) -> Result<(), MergeError> {
+    let bi = staging.build_info();
+    let io_err = |op: &'static str, p: &Path| {
+        let p = p.to_owned();
+        move |e: io::Error| MergeError::Io {
+            op,
+            path: p,
+            source: e,
+        }
+    };
+    fs::create_dir(&bi).map_err(io_err("create directory", &bi))?;
+    for (k, v) in pkg.metadata() {
+        if k.is_empty() || k.contains('/') || k.starts_with('.') {
+            continue;
+        }
+        fs::write(bi.join(k), v).map_err(io_err("write", &bi.join(k)))?;
+    }
+    let sum = md5_file(path).map_err(io_err("read", path))?;
+    fs::write(bi.join("BINPKGMD5"), format!("{sum}\n"))
+        .map_err(io_err("write", &bi.join("BINPKGMD5")))?;
+
+    let image = staging.image();
+    fs::create_dir(&image).map_err(io_err("create directory", &image))?;
+    let top = DirHandle::open(&image).map_err(io_err("open", &image))?;
+    // Directories get their final mode after their content is in place.
+    let mut dir_modes: Vec<(Vec<u8>, u32, u32, u32)> = Vec::new();
+    let open_parent = |rel: &[u8]| -> io::Result<(DirHandle, Vec<u8>)> {
+        let parent = vdb::contents::dirname(rel);
+        let name = vdb::contents::basename(rel).to_vec();
+        let mut h = DirHandle::open(&image)?;
+        if parent != b"" {
+            for c in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+                h = h.open_subdir(c)?;
+            }
+        }
+        Ok((h, name))
+    };
+    let mut seen_root = false;
+    pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
+        let shown = String::from_utf8_lossy(&e.path).into_owned();
+        let ioe = |op: &'static str| {
+            let p = shown.clone();
+            move |err: io::Error| MergeError::ImageIo {
+                op,
+                path: p,
+                source: err,
+            }
+        };
+        if e.is_root() {
+            seen_root = true;
+            dir_modes.push((Vec::new(), e.mode, e.uid as u32, e.gid as u32));
+            return Ok(());
+        }
+        // Parents the archive does not list get 0755 root:root.
+        let mut p = Vec::new();
+        let comps: Vec<&[u8]> = e.path.split(|&b| b == b'/').collect();
+        for c in &comps[..comps.len() - 1] {
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(c);
+            let (h, name) = open_parent(&p).map_err(ioe("open directory"))?;
+            match h.mkdir(&name, 0o755) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(ioe("mkdir")(err)),
+            }
+        }
+        let (dir, name) = open_parent(&e.path).map_err(ioe("open directory"))?;
+        let mtime = FileTime {
+            sec: e.mtime.secs,
+            nsec: e.mtime.nanos,
+        };
+        match e.kind {
+            binpkg::EntryKind::Dir => {
+                match dir.mkdir(&name, 0o700) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(err) => return Err(ioe("mkdir")(err)),
+                }
+                dir_modes.push((e.path.clone(), e.mode, e.uid as u32, e.gid as u32));
+            }
+            binpkg::EntryKind::File => {
+                let mut f = dir.create_file(&name, 0o600).map_err(ioe("create"))?;
+                io::copy(e, &mut f).map_err(ioe("write"))?;
+                f.flush().map_err(ioe("write"))?;
+                set_owner_mode(&f, e.uid as u32, e.gid as u32, e.mode)
+                    .map_err(ioe("chown/chmod"))?;
+                rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), &e.xattrs)
+                    .map_err(ioe("set xattrs"))?;
+                set_file_times(&f, mtime, mtime).map_err(ioe("set times"))?;
+            }
+            binpkg::EntryKind::Symlink => {
+                let target = e.link_target.clone().unwrap_or_default();
+                dir.symlink(&target, &name).map_err(ioe("symlink"))?;
+                dir.lchown(&name, e.uid as u32, e.gid as u32)
+                    .map_err(ioe("chown"))?;
+                dir.set_times(&name, mtime, mtime)
+                    .map_err(ioe("set times"))?;
+            }
+            binpkg::EntryKind::Hardlink => {
+                let target = e.link_target.clone().unwrap_or_default();
+                let (tdir, tname) = open_parent(&target).map_err(ioe("open directory"))?;
+                tdir.link(&tname, &dir, &name).map_err(ioe("link"))?;
+            }
+            binpkg::EntryKind::Fifo
+            | binpkg::EntryKind::CharDevice
+            | binpkg::EntryKind::BlockDevice => {
+                let (ty, rdev) = match (e.kind, e.device) {
+                    (binpkg::EntryKind::Fifo, _) => (libc_mode::FIFO, 0),
+                    (binpkg::EntryKind::CharDevice, Some((ma, mi))) => {
+                        (libc_mode::CHR, makedev(ma, mi))
+                    }
+                    (_, Some((ma, mi))) => (libc_mode::BLK, makedev(ma, mi)),
+                    _ => (libc_mode::CHR, 0),
+                };
+                dir.mknod(&name, ty | (e.mode & 0o7777), rdev)
+                    .map_err(ioe("mknod"))?;
+                dir.lchown(&name, e.uid as u32, e.gid as u32)
+                    .map_err(ioe("chown"))?;
+                dir.chmod(&name, e.mode).map_err(ioe("chmod"))?;
+                dir.set_times(&name, mtime, mtime)
+                    .map_err(ioe("set times"))?;
+            }
+        }
+        Ok(())
+    })?;
+    // Directory modes and owners, deepest first.
+    dir_modes.sort_by(|a, b| b.0.cmp(&a.0));
+    for (rel, mode, uid, gid) in dir_modes {
+        if rel.is_empty() {
+            continue;
+        }
+        let (dir, name) =
+            open_parent(&rel).map_err(|e| MergeError::image_io("open directory", &rel, e))?;
+        dir.lchown(&name, uid, gid)
+            .map_err(|e| MergeError::image_io("chown", &rel, e))?;
+        dir.chmod(&name, mode)
+            .map_err(|e| MergeError::image_io("chmod", &rel, e))?;
+    }
+    let _ = (top, seen_root);
+    Ok(())
+}
+
+mod libc_mode {
+    pub const FIFO: u32 = 0o010000;
+    pub const CHR: u32 = 0o020000;
+    pub const BLK: u32 = 0o060000;
+}
+
+fn makedev(major: u32, minor: u32) -> u64 {
+    let (ma, mi) = (u64::from(major), u64::from(minor));
+    ((ma & 0xfffff000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffffff00) << 12) | (mi & 0xff)
+}
+
+/// What to verify and how to merge.
+pub struct InstallOptions {
+    /// Merge settings; `image`, `build_info` and `move_image` are set per package.
+    pub merge: MergeOptions,
+    pub verify: binpkg::VerifyOptions,
+}
+
+/// Verify and install one binary package.
+pub fn install_package(
+    path: &Path,
+    opts: &InstallOptions,
+    reporter: &dyn MergeReporter,
+) -> Result<MergeOutcome, MergeError> {
+    let pkg = binpkg::open(path, &opts.verify).map_err(bin_err)?;
+    let vdb = vdb::db::Vdb::new(&opts.merge.root, &opts.merge.eprefix);
+    let staging = Staging::new(vdb.eroot())?;
+    unpack(&pkg, path, &staging)?;
+    let mut m = opts.merge.clone();
+    m.image = staging.image();
+    m.build_info = staging.build_info();
+    m.move_image = true;
+    let out = merge_image(&m, reporter);
+    drop(staging);
+    out
+}
+
+/// The CPV and dependency strings of a package file, for ordering several
+/// packages before installing them.
+pub fn peek(
+    path: &Path,
+    verify: &binpkg::VerifyOptions,
+) -> Result<(atom::Cpv, binpkg::Metadata), MergeError> {
+    let mut v = verify.clone();
+    v.skip_image_prescan = true;
+    let pkg = binpkg::open(path, &v).map_err(bin_err)?;
+    let cpv = pkg.cpv().map_err(bin_err)?;
+    Ok((cpv, pkg.metadata().clone()))
+}
