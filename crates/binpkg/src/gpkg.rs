@@ -5,8 +5,8 @@
 //! 1. one streaming pass over the outer tar: member names, types, top
 //!    directory, duplicates; SHA512 and BLAKE2B of every member while it
 //!    streams (only the Manifest and `.sig` members, a few KiB, are kept);
-//! 2. member order (`gpkg-1`, `metadata.tar[.ext]` [`.sig`],
-//!    `image.tar[.ext]` [`.sig`], `Manifest`), presence of every part;
+//! 2. member order (`gpkg-1`, `metadata.tar[.ext]` (`.sig`),
+//!    `image.tar[.ext]` (`.sig`), `Manifest`), presence of every part;
 //! 3. the Manifest: signature (clear-signed) per [`SignaturePolicy`], then
 //!    every member but itself listed with the right size and both hashes, and
 //!    nothing listed that is absent;
@@ -32,7 +32,8 @@ use crate::compress::{looks_like_tar, Compression};
 use crate::error::{show, Error, ErrorKind, Result};
 use crate::image::{run_image, ImageEntry, ImageLayout, ImageSource, ImageSummary};
 use crate::io::{
-    hex, read_exact_at, Digests, FileSection, HashingReader, HexDigests, LimitedReader, Meter,
+    hex, read_exact_at, Digests, FileSection, HashMode, HashingReader, HexDigests, LimitedReader,
+    Meter,
 };
 use crate::keyring::{cleartext_unverified, SigError};
 use crate::manifest::{self, ManifestEntry};
@@ -468,8 +469,10 @@ impl GpkgReader {
         })?;
         check_compression(md_comp, &md_head).map_err(me)?;
         // Hashed again while read: the bytes parsed are the bytes verified.
-        let mut hashing =
-            HashingReader::new(FileSection::new(&file, md_member.offset, md_member.size));
+        let mut hashing = HashingReader::new(
+            FileSection::new(&file, md_member.offset, md_member.size),
+            HashMode::Blake2b,
+        );
         let metadata = read_metadata_tar(&mut hashing, md_comp, &opts.limits).map_err(me)?;
         let (again, _) = hashing.finish().map_err(|source| {
             me(ErrorKind::Io {
@@ -477,8 +480,8 @@ impl GpkgReader {
                 source,
             })
         })?;
-        if again != md_member.digests {
-            return Err(me(ErrorKind::ChangedSinceVerified { algo: "SHA512" }));
+        if let Some(algo) = again.differs(&md_member.digests) {
+            return Err(me(ErrorKind::ChangedSinceVerified { algo }));
         }
 
         // 6. Top directory vs file name.
@@ -543,19 +546,21 @@ impl GpkgReader {
         F: FnMut(&mut ImageEntry<'_>) -> std::result::Result<(), E>,
     {
         let src = self.image_source();
-        let (summary, digests) = run_image(&src, &self.opts, visit)?;
+        // The pre-scan is not hashed (every pass re-checks every entry, and
+        // the stream that hands entries out re-hashes the stored bytes).
+        let mode = if visit.is_some() {
+            HashMode::Blake2b
+        } else {
+            HashMode::None
+        };
+        let (summary, digests) = run_image(&src, &self.opts, visit, mode)?;
         let im = &self.members[self.image_idx];
-        for (algo, was, now) in [
-            ("SHA512", &im.digests.sha512, &digests.sha512),
-            ("BLAKE2B", &im.digests.blake2b, &digests.blake2b),
-        ] {
-            if was != now {
-                return Err(E::from(Error::new(
-                    &self.path,
-                    Some(&im.name),
-                    ErrorKind::ChangedSinceVerified { algo },
-                )));
-            }
+        if let Some(algo) = digests.differs(&im.digests) {
+            return Err(E::from(Error::new(
+                &self.path,
+                Some(&im.name),
+                ErrorKind::ChangedSinceVerified { algo },
+            )));
         }
         Ok(summary)
     }

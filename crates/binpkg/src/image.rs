@@ -13,7 +13,8 @@ use std::rc::Rc;
 use crate::compress::{self, Compression};
 use crate::error::{show, Error, ErrorKind, ImageProblem, LimitKind};
 use crate::io::{
-    CountingReader, ExactReader, FileSection, HashingReader, HexDigests, LimitedReader, Meter,
+    CountingReader, ExactReader, FileSection, HashMode, HashingReader, HexDigests, LimitedReader,
+    Meter,
 };
 use crate::options::{Limits, VerifyOptions};
 use crate::tarwalk::{self, TarEntry, WalkError};
@@ -501,6 +502,7 @@ pub(crate) fn run_image<E, F>(
     src: &ImageSource<'_>,
     opts: &VerifyOptions,
     mut visit: Option<F>,
+    hash: HashMode,
 ) -> Result<(ImageSummary, HexDigests), E>
 where
     E: From<Error>,
@@ -508,7 +510,7 @@ where
 {
     let err = |kind: ErrorKind| E::from(Error::new(src.path, Some(src.member), kind));
     let limits = &opts.limits;
-    let mut hashing = HashingReader::new(FileSection::new(src.file, src.start, src.len));
+    let mut hashing = HashingReader::new(FileSection::new(src.file, src.start, src.len), hash);
     let meter = Rc::new(Meter::default());
     let mut summary = ImageSummary {
         stored_bytes: src.len,

@@ -48,30 +48,73 @@ pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result
     file.read_exact_at(buf, pos)
 }
 
-/// The two Manifest hashes of gpkg-1 (GLEP 74 names SHA512 and BLAKE2B).
-#[derive(Clone, Default)]
-pub(crate) struct Digests {
-    sha512: Sha512,
-    blake2b: Blake2b512,
+/// Which hashes to compute while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HashMode {
+    /// SHA512 and BLAKE2B (checking against the Manifest).
+    Both,
+    /// BLAKE2B only (checking that bytes read again are the bytes verified:
+    /// one 512-bit hash suffices, and BLAKE2b is the faster one).
+    Blake2b,
+    /// Nothing (a pass whose bytes are checked again later).
+    None,
 }
 
-/// Finished digests, lowercase hex.
+/// The two Manifest hashes of gpkg-1 (GLEP 74 names SHA512 and BLAKE2B).
+#[derive(Clone)]
+pub(crate) struct Digests {
+    sha512: Option<Sha512>,
+    blake2b: Option<Blake2b512>,
+}
+
+impl Default for Digests {
+    fn default() -> Self {
+        Digests::new(HashMode::Both)
+    }
+}
+
+/// Finished digests, lowercase hex (empty when not computed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HexDigests {
     pub sha512: String,
     pub blake2b: String,
 }
 
+impl HexDigests {
+    /// The first hash computed in both that differs, if any.
+    pub(crate) fn differs(&self, other: &HexDigests) -> Option<&'static str> {
+        let both = |a: &str, b: &str| !a.is_empty() && !b.is_empty() && a != b;
+        if both(&self.sha512, &other.sha512) {
+            Some("SHA512")
+        } else if both(&self.blake2b, &other.blake2b) {
+            Some("BLAKE2B")
+        } else {
+            None
+        }
+    }
+}
+
 impl Digests {
+    pub(crate) fn new(mode: HashMode) -> Digests {
+        Digests {
+            sha512: (mode == HashMode::Both).then(Sha512::new),
+            blake2b: (mode != HashMode::None).then(Blake2b512::new),
+        }
+    }
+
     pub(crate) fn update(&mut self, data: &[u8]) {
-        self.sha512.update(data);
-        self.blake2b.update(data);
+        if let Some(h) = self.sha512.as_mut() {
+            h.update(data);
+        }
+        if let Some(h) = self.blake2b.as_mut() {
+            h.update(data);
+        }
     }
 
     pub(crate) fn finish(self) -> HexDigests {
         HexDigests {
-            sha512: hex(&self.sha512.finalize()),
-            blake2b: hex(&self.blake2b.finalize()),
+            sha512: self.sha512.map(|h| hex(&h.finalize())).unwrap_or_default(),
+            blake2b: self.blake2b.map(|h| hex(&h.finalize())).unwrap_or_default(),
         }
     }
 }
@@ -94,10 +137,10 @@ pub(crate) struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> HashingReader<R> {
+    pub(crate) fn new(inner: R, mode: HashMode) -> HashingReader<R> {
         HashingReader {
             inner,
-            digests: Digests::default(),
+            digests: Digests::new(mode),
             count: 0,
         }
     }

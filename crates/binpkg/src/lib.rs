@@ -205,6 +205,23 @@ impl BinPkg {
         }
     }
 
+    /// Does the package carry signatures (gpkg only)?
+    pub fn is_signed(&self) -> bool {
+        match self {
+            BinPkg::Gpkg(g) => g.is_signed(),
+            BinPkg::Xpak(_) => false,
+        }
+    }
+
+    /// Fingerprints of the keys whose signatures were verified (empty when
+    /// nothing was verified, and always for xpak).
+    pub fn signers(&self) -> &[String] {
+        match self {
+            BinPkg::Gpkg(g) => g.signers(),
+            BinPkg::Xpak(_) => &[],
+        }
+    }
+
     /// Counts from the image pre-scan (`None` when it was skipped).
     pub fn image_summary(&self) -> Option<&ImageSummary> {
         match self {

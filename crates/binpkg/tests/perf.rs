@@ -183,3 +183,25 @@ fn throughput() {
         mib / 4,
     );
 }
+
+#[test]
+#[ignore]
+fn hash_baseline() {
+    use sha2::Digest;
+    let data = vec![0x5au8; 256 << 20];
+    let t = Instant::now();
+    let _ = sha2::Sha512::digest(&data);
+    let a = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let _ = blake2::Blake2b512::digest(&data);
+    let b = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let _ = zstd::stream::decode_all(&zstd::stream::encode_all(&data[..], 3).unwrap()[..]).unwrap();
+    let c = t.elapsed().as_secs_f64();
+    eprintln!(
+        "sha512 {:.0} MB/s, blake2b {:.0} MB/s, zstd -3 encode+decode of zeros {:.0} MB/s",
+        268.0 / a,
+        268.0 / b,
+        268.0 / c
+    );
+}

@@ -248,7 +248,7 @@ pub fn image_facts(image: &Image, info: &BuildInfo) -> Result<ImageFacts, MergeE
 }
 
 /// The plan for a whole image.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct MergePlan {
     pub actions: Vec<Action>,
     /// Existing non-directories the package will overwrite.
@@ -260,7 +260,13 @@ pub struct MergePlan {
     pub protected: Vec<(Vec<u8>, Vec<u8>)>,
     /// Changes to the config memory, applied after the commit.
     pub confmem: Vec<(String, crate::protect::ConfmemUpdate)>,
+    /// Live files whose content was compared with the image: their
+    /// (identity, mtime, mtime ns, size) then, and whether they were equal.
+    pub content_checked: HashMap<usize, (ContentStamp, bool)>,
 }
+
+/// What identifies a live file's content for re-use of a comparison.
+pub type ContentStamp = (rootfs::root::FileId, i64, u32, u64);
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -279,34 +285,6 @@ fn md5_file(f: &mut File, buf: &mut [u8]) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-}
-
-/// Do two open files have the same content?
-fn same_content(a: &mut File, b: &mut File) -> std::io::Result<bool> {
-    let mut ba = vec![0u8; 128 * 1024];
-    let mut bb = vec![0u8; 128 * 1024];
-    loop {
-        let na = read_full(a, &mut ba)?;
-        let nb = read_full(b, &mut bb)?;
-        if na != nb || ba[..na] != bb[..nb] {
-            return Ok(false);
-        }
-        if na == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    Ok(n)
 }
 
 /// The first `NAME.backup.NNNN` that does not exist in `dir`.
@@ -348,7 +326,7 @@ pub fn plan_merge(
     facts: &ImageFacts,
     vdb_hint: Option<&VdbHint>,
     protect: Option<&ProtectCtx>,
-    image_dirs: &mut ImageDirs,
+    prev: Option<&MergePlan>,
 ) -> Result<MergePlan, MergeError> {
     let mut plan = MergePlan::default();
     let mut dirs: HashMap<Vec<u8>, DirState> = HashMap::new();
@@ -519,18 +497,33 @@ pub fn plan_merge(
                     .and_then(|h| h.get(&e.path))
                     .filter(|(_, mtime)| *mtime == st.mtime)
                     .map(|(md5, _)| Some(md5) == facts.md5.get(&i));
+                // The live file's identity and mtime: a second plan (under
+                // the lock) reuses the first one's content comparison when
+                // they have not changed.
+                let stamp = (st.id, st.mtime, st.mtime_nsec, st.size);
+                let reused = prev
+                    .and_then(|p| p.content_checked.get(&i))
+                    .filter(|(s, _)| *s == stamp)
+                    .map(|(_, same)| *same);
                 let identical = same_meta
-                    && match by_vdb {
-                        Some(same) => same,
-                        None => {
-                            st.size == e.size && {
+                    && match (by_vdb, reused) {
+                        (Some(same), _) => same,
+                        (None, Some(same)) => same,
+                        (None, None) => {
+                            // Compared by md5 with the image file's (already
+                            // computed): the image is not read again, and it
+                            // may have been moved into place by staging.
+                            let same = st.size == e.size && {
                                 let mut a = pdir
                                     .open_file(e.name())
                                     .map_err(|err| MergeError::root_io("open", &e.path, err))?;
-                                let mut b = image_dirs.open_file(e)?;
-                                same_content(&mut a, &mut b)
-                                    .map_err(|err| MergeError::root_io("read", &e.path, err))?
-                            }
+                                let mut buf = vec![0u8; 128 * 1024];
+                                let live = md5_file(&mut a, &mut buf)
+                                    .map_err(|err| MergeError::root_io("read", &e.path, err))?;
+                                Some(&live) == facts.md5.get(&i)
+                            };
+                            plan.content_checked.insert(i, (stamp, same));
+                            same
                         }
                     };
                 if identical {
@@ -634,24 +627,12 @@ impl Staged {
     fn rollback(&self) {
         for (dir, name, is_dir) in self.temps.iter().rev() {
             if *is_dir {
-                let _ = remove_tree(dir, name);
+                let _ = crate::txn::remove_tree(dir, name);
             } else {
                 let _ = dir.unlink(name);
             }
         }
     }
-}
-
-/// Remove a directory tree we created (never follows symlinks).
-fn remove_tree(parent: &DirHandle, name: &[u8]) -> std::io::Result<()> {
-    let d = parent.open_subdir(name)?;
-    for child in d.list()? {
-        match d.lstat(&child)?.kind {
-            FileKind::Directory => remove_tree(&d, &child)?,
-            _ => d.unlink(&child)?,
-        }
-    }
-    parent.rmdir(name)
 }
 
 struct Stager<'a> {
@@ -1113,7 +1094,7 @@ pub fn merge_image(
         downgrade,
     )?;
 
-    let mut image_dirs = ImageDirs::new(&image);
+    let image_dirs = ImageDirs::new(&image);
     let facts = image_facts(&image, &info)?;
     let plan = plan_merge(
         &root,
@@ -1122,7 +1103,7 @@ pub fn merge_image(
         &facts,
         hint.as_ref(),
         Some(&pctx),
-        &mut image_dirs,
+        None,
     )?;
     let contents: Vec<ContentsEntry> = image
         .entries
@@ -1179,6 +1160,8 @@ pub fn merge_image(
         staged.rollback();
         if entry_begun {
             let _ = std::fs::remove_dir_all(vdb.merging_dir(&info.cpv));
+            // A category made for this package alone goes too.
+            let _ = std::fs::remove_dir(vdb.dir().join(info.cpv.category()));
         }
         if let Some(j) = stager.journal.take() {
             let _ = j.finish();
@@ -1227,7 +1210,7 @@ pub fn merge_image(
             &facts,
             hint.as_ref(),
             Some(&pctx),
-            &mut stager.image_dirs,
+            Some(&plan),
         )?;
         let plan = if now.actions != plan.actions {
             // Another merge changed the root meanwhile: stage again, locked.
@@ -1493,8 +1476,8 @@ fn stage(
                     dir: ppath.clone(),
                     name: temp.clone(),
                 })?;
-                st.create(e, None, &parent, &ppath, &temp)?;
                 staged.temps.push((parent.clone(), temp.clone(), true));
+                st.create(e, None, &parent, &ppath, &temp)?;
                 let h = parent
                     .open_subdir(&temp)
                     .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
@@ -1535,8 +1518,10 @@ fn stage(
                     dir: ppath.clone(),
                     name: temp.clone(),
                 })?;
-                st.create(e, target, &parent, &ppath, &temp)?;
+                // Registered before it is created: a failure half-way
+                // through creating it still removes it.
                 staged.temps.push((parent.clone(), temp.clone(), false));
+                st.create(e, target, &parent, &ppath, &temp)?;
                 let op = Record::Rename {
                     dir: ppath.clone(),
                     temp,

@@ -280,6 +280,10 @@ impl Journal {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let path = dir.join(format!("tx-{}-{nanos}.journal", std::process::id()));
+        // Created and locked under a name `recover` ignores, then renamed:
+        // a journal is never visible unlocked (otherwise a concurrent
+        // `recover` could take it for an abandoned one and remove it).
+        let tmp = dir.join(format!(".tx-{}-{nanos}.new", std::process::id()));
         // Another process may remove the (empty) directory between our
         // mkdir and create: try again.
         let mut attempt = 0;
@@ -287,20 +291,20 @@ impl Journal {
             rootfs::crash::point("journal mkdir");
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
             rootfs::crash::point("journal create");
-            match LockedFile::lock(&path, |_| {}) {
+            match LockedFile::lock(&tmp, |_| {}) {
                 Ok(l) => break l,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
                 Err(e) => {
                     return Err(MergeError::Io {
                         op: "lock journal",
-                        path: path.clone(),
+                        path: tmp.clone(),
                         source: io::Error::other(e.to_string()),
                     })
                 }
             }
         };
         let mut j = Journal {
-            path,
+            path: tmp.clone(),
             lock: Some(lock),
             written: Vec::new(),
             durable: true,
@@ -310,6 +314,9 @@ impl Journal {
             cpv: cpv.into(),
         })?;
         j.sync()?;
+        rootfs::crash::point("journal publish");
+        std::fs::rename(&tmp, &path).map_err(io_err("rename journal", &path))?;
+        j.path = path;
         Ok(j)
     }
 

@@ -338,6 +338,8 @@ pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
                             notes.push(format!("removed {}", m.display()));
                         }
                     }
+                    // A category made for this package alone goes too.
+                    let _ = std::fs::remove_dir(vdb.dir().join(c.category()));
                 }
             }
             _ => {}
@@ -379,9 +381,21 @@ pub fn recover(
             })
         }
     };
-    let mut paths: Vec<_> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
+    let all: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+    // A journal being created (locked by its owner) or abandoned before it
+    // had its name (the transaction had not started).
+    for p in all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "new"))
+    {
+        if let Ok(Some(_l)) = rootfs::lock::LockedFile::try_lock(p) {
+            if !pretend {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let mut paths: Vec<_> = all
+        .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "journal"))
         .collect();
     paths.sort();
@@ -403,7 +417,7 @@ pub fn recover(
                 Record::Begin { kind, cpv } => Some((kind.clone(), cpv.clone())),
                 _ => None,
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| ("transaction".into(), "(unknown package)".into()));
         let forward = records.contains(&Record::Commit);
         let notes = if pretend {
             vec![if forward {
