@@ -64,7 +64,10 @@ def main():
     ap.add_argument("--floor", required=True)
     ap.add_argument("--python", default=sys.executable, help="python with Portage")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--scenarios", default="fresh,unmerge,upgrade,reinstall",
+                    help="fresh merges, unmerge, 1%%-changed upgrade, identical reinstall")
     args = ap.parse_args()
+    scenarios = set(args.scenarios.split(","))
 
     os.makedirs(args.workdir, exist_ok=True)
     results = {}
@@ -84,7 +87,7 @@ def main():
         stage = os.path.join(args.workdir, "stage")
         root = os.path.join(args.workdir, "root")
         times = {k: [] for k in ("portage", "portage-merge-call", "vartree", "vartree-copy", "floor")}
-        for rep in range(args.reps):
+        for rep in range(args.reps if "fresh" in scenarios else 0):
             for tool in ("floor", "vartree", "vartree-copy", "portage"):
                 shutil.rmtree(stage, ignore_errors=True)
                 subprocess.run(["cp", "-a", img, stage], check=True)
@@ -108,18 +111,110 @@ def main():
                     with open(j) as f:
                         times["portage-merge-call"].append(json.load(f)["timings_s"]["merge"])
             sys.stderr.write(f"  size {n}: rep {rep + 1}/{args.reps} done\n")
-        med = {k: statistics.median(v) for k, v in times.items()}
-        results[n] = {"median_s": med, "runs": times}
-        print(f"\n### {n} files, sync={args.sync} (median of {args.reps})")
-        print("| tool | median s | vs vartree |")
-        print("| --- | ---: | ---: |")
-        for k in ("portage", "portage-merge-call", "vartree", "vartree-copy", "floor"):
-            print(f"| {k} | {med[k]:.3f} | {med[k] / med['vartree']:.2f}x |")
-        print(f"\nPortage / vartree: **{med['portage'] / med['vartree']:.1f}x** (merge call alone: "
-              f"{med['portage-merge-call'] / med['vartree']:.1f}x); vartree / floor: **{med['vartree'] / med['floor']:.2f}x**")
+        if "fresh" in scenarios:
+            med = {k: statistics.median(v) for k, v in times.items()}
+            results[n] = {"median_s": med, "runs": times}
+            print(f"\n### {n} files, sync={args.sync} (median of {args.reps})")
+            print("| tool | median s | vs vartree |")
+            print("| --- | ---: | ---: |")
+            for k in ("portage", "portage-merge-call", "vartree", "vartree-copy", "floor"):
+                print(f"| {k} | {med[k]:.3f} | {med[k] / med['vartree']:.2f}x |")
+            print(f"\nPortage / vartree: **{med['portage'] / med['vartree']:.1f}x** (merge call alone: "
+                  f"{med['portage-merge-call'] / med['vartree']:.1f}x); vartree / floor: **{med['vartree'] / med['floor']:.2f}x**")
+        if scenarios & {"unmerge", "upgrade", "reinstall"}:
+            results[f"{n}-lifecycle"] = lifecycle(args, n, img, bi, scenarios)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+
+
+def vt_env():
+    return {k: v for k, v in os.environ.items() if k not in ("ROOT", "EPREFIX")}
+
+
+def changed_image(img, out, percent=1):
+    """A copy of img where `percent` % of the files have new content."""
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(["cp", "-a", img, out], check=True)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs)
+    step = max(1, 100 // percent)
+    for p in files[::step]:
+        st = os.stat(p)
+        with open(p, "a") as f:
+            f.write("changed\n")
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    return len(files[::step])
+
+
+def lifecycle(args, n, img, bi, scenarios):
+    """Unmerge, 1%-changed upgrade and identical reinstall, both tools."""
+    w = args.workdir
+    stage, root = os.path.join(w, "stage"), os.path.join(w, "root")
+    ref = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "tools", "portage-ref")
+    img2 = os.path.join(w, f"image-{n}-1pct")
+    nchanged = changed_image(img, img2)
+    bi2 = os.path.join(w, "build-info-1.1")
+    os.makedirs(bi2, exist_ok=True)
+    for k, v in {"CATEGORY": "app-misc", "PF": "many-1.1", "SLOT": "0", "EAPI": "8", "repository": "gentoo"}.items():
+        with open(os.path.join(bi2, k), "w") as f:
+            f.write(v + "\n")
+
+    def merge(tool, image, info, cpv, timed):
+        shutil.rmtree(stage, ignore_errors=True)
+        subprocess.run(["cp", "-a", image, stage], check=True)
+        subprocess.run(["sync"], check=True)
+        if tool == "vartree":
+            cmd = [args.vartree, "--root", root, "merge", "--image", stage, "--build-info", info,
+                   "--sync", args.sync, "--move-image"]
+            env = vt_env()
+        else:
+            cmd = [args.python, os.path.join(REF, "merge_image.py"), "--root", root, "--image", stage,
+                   "--cpv", cpv, "--move-image", "--no-env-update", "--build-info", info]
+            if args.sync == "never":
+                cmd += ["--features=-merge-sync"]
+            env = None
+        dt = run(cmd, env=env)
+        return dt if timed else None
+
+    def unmerge(tool, cpv):
+        if tool == "vartree":
+            return run([args.vartree, "--root", root, "unmerge", cpv], env=vt_env())
+        cmd = [args.python, os.path.join(REF, "unmerge.py"), "--root", root, "--cpv", cpv, "--no-env-update"]
+        if args.sync == "never":
+            cmd += ["--features=-merge-sync"]
+        return run(cmd)
+
+    t = {}
+    for rep in range(args.reps):
+        for tool in ("vartree", "portage"):
+            if "fresh" not in scenarios or "upgrade" in scenarios or "reinstall" in scenarios:
+                fresh(root)
+                t.setdefault(f"{tool}-fresh", []).append(merge(tool, img, bi, "app-misc/many-1.0", True))
+            else:
+                fresh(root)
+                merge(tool, img, bi, "app-misc/many-1.0", False)
+            if "reinstall" in scenarios:
+                t.setdefault(f"{tool}-reinstall", []).append(merge(tool, img, bi, "app-misc/many-1.0", True))
+            if "upgrade" in scenarios:
+                t.setdefault(f"{tool}-upgrade-1pct", []).append(merge(tool, img2, bi2, "app-misc/many-1.1", True))
+                cpv = "app-misc/many-1.1"
+            else:
+                cpv = "app-misc/many-1.0"
+            if "unmerge" in scenarios:
+                subprocess.run(["sync"], check=True)
+                t.setdefault(f"{tool}-unmerge", []).append(unmerge(tool, cpv))
+        sys.stderr.write(f"  size {n} lifecycle: rep {rep + 1}/{args.reps} done\n")
+    med = {k: statistics.median(v) for k, v in t.items()}
+    print(f"\n### {n} files: unmerge, upgrade with {nchanged} files (1%) changed, identical reinstall; sync={args.sync} (median of {args.reps})")
+    print("| operation | Portage s | vartree s | Portage / vartree |")
+    print("| --- | ---: | ---: | ---: |")
+    for op in ("fresh", "upgrade-1pct", "reinstall", "unmerge"):
+        if f"vartree-{op}" in med:
+            print(f"| {op} | {med['portage-' + op]:.3f} | {med['vartree-' + op]:.3f} | {med['portage-' + op] / med['vartree-' + op]:.1f}x |")
+    if "vartree-upgrade-1pct" in med:
+        print(f"\nvartree: fresh merge / 1%-changed upgrade = **{med['vartree-fresh'] / med['vartree-upgrade-1pct']:.1f}x**; "
+              f"Portage: {med['portage-fresh'] / med['portage-upgrade-1pct']:.1f}x")
+    return {"median_s": med, "runs": t}
 
 
 if __name__ == "__main__":
