@@ -20,6 +20,8 @@ from _paths import import_refenv
 
 
 def check_one(root):
+    if not os.path.isdir(os.path.join(root, "var", "db", "pkg")):
+        raise SystemExit(f"{root}: no VDB (var/db/pkg) there")
     _refenv = import_refenv()
     import tempfile
 
