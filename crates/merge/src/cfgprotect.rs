@@ -4,7 +4,6 @@
 //! feeds them what the merge observed.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use rootfs::root::{DirHandle, EntryStat, FileKind, Root};
 use vdb::contents::{ContentsEntry, EntryKind};
@@ -36,21 +35,7 @@ pub struct ProtectCtx {
 
 fn md5_of(dir: &DirHandle, name: &[u8]) -> Option<String> {
     let mut f = dir.open_file(name).ok()?;
-    let mut h = <md5::Md5 as md5::Digest>::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        md5::Digest::update(&mut h, &buf[..n]);
-    }
-    Some(
-        md5::Digest::finalize(h)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    vdb::digest::md5_hex_reader(&mut f, &mut vec![0u8; 64 * 1024]).ok()
 }
 
 impl ProtectCtx {

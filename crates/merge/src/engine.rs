@@ -21,11 +21,9 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use md5::{Digest, Md5};
 use rootfs::copy::{CopyProbe, Placement};
 use rootfs::dir::{set_file_times, set_owner_mode, DirHandle};
 use rootfs::root::{FileKind, Root};
@@ -221,7 +219,7 @@ pub fn image_facts(image: &Image, info: &BuildInfo) -> Result<ImageFacts, MergeE
                     for &i in part {
                         let e = &image.entries[i];
                         let mut f = dirs.open_file(e)?;
-                        let sum = md5_file(&mut f, &mut buf)
+                        let sum = vdb::digest::md5_hex_reader(&mut f, &mut buf)
                             .map_err(|err| MergeError::image_io("read", &e.path, err))?;
                         out.push((i, sum));
                     }
@@ -270,21 +268,6 @@ pub type ContentStamp = (rootfs::root::FileId, i64, u32, u64);
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn md5_file(f: &mut File, buf: &mut [u8]) -> std::io::Result<String> {
-    let mut h = Md5::new();
-    loop {
-        let n = f.read(buf)?;
-        if n == 0 {
-            return Ok(hex(&h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
 }
 
 /// The first `NAME.backup.NNNN` that does not exist in `dir`.
@@ -518,7 +501,7 @@ pub fn plan_merge(
                                     .open_file(e.name())
                                     .map_err(|err| MergeError::root_io("open", &e.path, err))?;
                                 let mut buf = vec![0u8; 128 * 1024];
-                                let live = md5_file(&mut a, &mut buf)
+                                let live = vdb::digest::md5_hex_reader(&mut a, &mut buf)
                                     .map_err(|err| MergeError::root_io("read", &e.path, err))?;
                                 Some(&live) == facts.md5.get(&i)
                             };

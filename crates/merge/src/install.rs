@@ -8,7 +8,7 @@
 //! stale one (its owner's lock is gone) is removed by `recover`.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -109,23 +109,6 @@ fn bin_err(e: binpkg::Error) -> MergeError {
     MergeError::from(e)
 }
 
-fn md5_file(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = <md5::Md5 as md5::Digest>::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        md5::Digest::update(&mut h, &buf[..n]);
-    }
-    Ok(md5::Digest::finalize(h)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// Unpack a verified package into `staging`: its metadata as build-info
 /// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs.
 fn unpack(pkg: &binpkg::BinPkg, path: &Path, staging: &Staging) -> Result<(), MergeError> {
@@ -145,7 +128,7 @@ fn unpack(pkg: &binpkg::BinPkg, path: &Path, staging: &Staging) -> Result<(), Me
         }
         fs::write(bi.join(k), v).map_err(io_err("write", &bi.join(k)))?;
     }
-    let sum = md5_file(path).map_err(io_err("read", path))?;
+    let sum = vdb::digest::md5_hex_file(path).map_err(io_err("read", path))?;
     fs::write(bi.join("BINPKGMD5"), format!("{sum}\n"))
         .map_err(io_err("write", &bi.join("BINPKGMD5")))?;
 

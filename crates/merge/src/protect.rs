@@ -56,17 +56,7 @@ impl ProtectIoError {
 /// Lowercase hex MD5 of `data` (Portage's digest for CONTENTS and confmem;
 /// for a symlink, of its target string).
 pub fn md5_hex(data: &[u8]) -> String {
-    hex(&Md5::digest(data))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    vdb::digest::hex(&Md5::digest(data))
 }
 
 // ---------------------------------------------------------------------------
@@ -749,26 +739,11 @@ fn probe_candidate(path: &Path) -> CfgCandidate {
             Err(_) => CfgCandidate::Missing,
         };
     }
-    match md5_file(path) {
+    match vdb::digest::md5_hex_file(path) {
         Ok(m) => CfgCandidate::File(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => CfgCandidate::Missing,
         Err(_) => CfgCandidate::Unreadable,
     }
-}
-
-fn md5_file(path: &Path) -> io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
 }
 
 // ---------------------------------------------------------------------------

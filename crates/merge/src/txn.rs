@@ -6,33 +6,17 @@
 //! `vartree recover`. [`rollback`] undoes a transaction whose commit point
 //! was never reached.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
-use std::rc::Rc;
 
 use rootfs::dir::{DirHandle, FileTime};
-use rootfs::root::{FileId, FileKind, Root};
+use rootfs::root::{DirCache, FileId, FileKind, Root};
 use vdb::db::{Reporter, Vdb};
 use vdb::owners::PackageKeys;
 
 use crate::error::MergeError;
 use crate::journal::{self, Journal, Record};
 use crate::unmerge::UnmergeOptions;
-
-/// Live directories opened by ROOT-relative path, once each.
-struct Dirs<'r> {
-    root: &'r Root,
-    cache: HashMap<Vec<u8>, Option<Rc<DirHandle>>>,
-}
-
-impl Dirs<'_> {
-    fn get(&mut self, path: &[u8]) -> Option<Rc<DirHandle>> {
-        self.cache
-            .entry(path.to_vec())
-            .or_insert_with(|| self.root.open_dir(path).ok().map(Rc::new))
-            .clone()
-    }
-}
 
 fn exists(dir: &DirHandle, name: &[u8]) -> bool {
     dir.lstat(name).is_ok()
@@ -68,10 +52,7 @@ pub fn apply_commit(
     reporter: &dyn Reporter,
 ) -> Result<Applied, MergeError> {
     let mut out = Applied::default();
-    let mut dirs = Dirs {
-        root,
-        cache: HashMap::new(),
-    };
+    let mut dirs = DirCache::new(root);
     let rio = |op, p: &[u8], e| MergeError::root_io(op, p, e);
     // 1. Renames and touches, in order.
     for r in records {
@@ -287,10 +268,7 @@ pub fn remove_tree(parent: &DirHandle, name: &[u8]) -> std::io::Result<()> {
 /// `-MERGING-` entry.
 pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
     let mut notes = Vec::new();
-    let mut dirs = Dirs {
-        root,
-        cache: HashMap::new(),
-    };
+    let mut dirs = DirCache::new(root);
     for r in records.iter().rev() {
         match r {
             Record::Moved {

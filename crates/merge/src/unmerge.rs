@@ -11,10 +11,8 @@
 //! package's own regular files.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 
-use md5::{Digest, Md5};
-use rootfs::root::{DirHandle, FileId, FileKind, Root};
+use rootfs::root::{DirCache, FileId, FileKind, Root};
 use vdb::contents::{basename, dirname, ContentsEntry, EntryKind};
 use vdb::owners::PackageKeys;
 
@@ -113,7 +111,7 @@ pub struct UnmergePlan {
 /// Every key of a package: its CONTENTS paths (normalised) plus their
 /// parent directories below EPREFIX, with their recorded data.
 pub fn package_keys(entries: &[ContentsEntry], eprefix: &[u8]) -> BTreeMap<Vec<u8>, EntryKind> {
-    let depth = |p: &[u8]| p.split(|&b| b == b'/').filter(|c| !c.is_empty()).count();
+    let depth = vdb::owners::depth;
     let prefix_depth = depth(eprefix);
     let mut out = BTreeMap::new();
     for e in entries {
@@ -128,37 +126,6 @@ pub fn package_keys(entries: &[ContentsEntry], eprefix: &[u8]) -> BTreeMap<Vec<u
     out
 }
 
-fn md5_hex(dir: &DirHandle, name: &[u8]) -> std::io::Result<String> {
-    let mut f = dir.open_file(name)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-struct Dirs<'r> {
-    root: &'r Root,
-    cache: std::collections::HashMap<Vec<u8>, Option<DirHandle>>,
-}
-
-impl Dirs<'_> {
-    fn get(&mut self, dir: &[u8]) -> Option<&DirHandle> {
-        if self.cache.len() > 256 {
-            self.cache.clear();
-        }
-        self.cache
-            .entry(dir.to_vec())
-            .or_insert_with(|| self.root.open_dir(dir).ok())
-            .as_ref()
-    }
-}
-
 /// Decide the fate of every key of a package.
 pub fn plan_unmerge(
     root: &Root,
@@ -170,10 +137,7 @@ pub fn plan_unmerge(
     let mut eroot = rules.eprefix.to_vec();
     eroot.push(b'/');
     let mut plan = UnmergePlan::default();
-    let mut dirs = Dirs {
-        root,
-        cache: Default::default(),
-    };
+    let mut dirs = DirCache::new(root);
     let mut dir_list: Vec<Vec<u8>> = Vec::new();
     for (path, kind) in keys.iter().rev() {
         let kw = kind.keyword();
@@ -284,7 +248,10 @@ pub fn plan_unmerge(
                     decide(Reason::WrongType);
                     continue;
                 }
-                match md5_hex(dir, name) {
+                let sum = dir.open_file(name).and_then(|mut f| {
+                    vdb::digest::md5_hex_reader(&mut f, &mut vec![0u8; 64 * 1024])
+                });
+                match sum {
                     Ok(sum) if sum.as_bytes() == md5.to_ascii_lowercase().as_slice() => {
                         plan.unlink.push(path.clone());
                         decide(Reason::Removed);
@@ -323,10 +290,7 @@ pub struct UnmergeResult {
 /// empty directories, deepest first. Errors are collected, not fatal.
 pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
     let mut res = UnmergeResult::default();
-    let mut dirs = Dirs {
-        root,
-        cache: Default::default(),
-    };
+    let mut dirs = DirCache::new(root);
     for path in &plan.unlink {
         let name = basename(path);
         let Some(dir) = dirs.get(dirname(path)) else {
@@ -345,7 +309,7 @@ pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
             Err(e) => res.failed.push((path.clone(), e.to_string())),
         }
     }
-    dirs.cache.clear();
+    dirs.clear();
     for path in &plan.dirs {
         let name = basename(path);
         let Some(parent) = dirs.get(dirname(path)) else {
@@ -390,7 +354,7 @@ pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
 }
 
 /// Try the kept directories again, deepest first, until nothing changes.
-fn retry_dirs(dirs: &mut Dirs<'_>, res: &mut UnmergeResult) {
+fn retry_dirs(dirs: &mut DirCache<'_>, res: &mut UnmergeResult) {
     loop {
         let mut progress = false;
         let mut kept = std::mem::take(&mut res.kept_dirs);
@@ -475,10 +439,7 @@ pub fn release_protected_symlinks(
     if links.is_empty() || !links_unused(vdb, root, self_cpv, &links, others, reporter)? {
         return Ok(links);
     }
-    let mut dirs = Dirs {
-        root,
-        cache: Default::default(),
-    };
+    let mut dirs = DirCache::new(root);
     for l in &links {
         if let Some(d) = dirs.get(dirname(l)) {
             if d.lstat(basename(l))

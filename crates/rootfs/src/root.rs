@@ -171,6 +171,44 @@ impl Root {
     }
 }
 
+/// Live directories opened by path inside a root, each once (up to a
+/// bound, so that a long walk does not exhaust file descriptors).
+pub struct DirCache<'r> {
+    root: &'r Root,
+    cache: std::collections::HashMap<Vec<u8>, Option<std::rc::Rc<DirHandle>>>,
+}
+
+impl<'r> DirCache<'r> {
+    pub fn new(root: &'r Root) -> Self {
+        DirCache {
+            root,
+            cache: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The directory at `path` (resolved inside the root), or `None` when
+    /// it cannot be opened.
+    pub fn get(&mut self, path: &[u8]) -> Option<std::rc::Rc<DirHandle>> {
+        if self.cache.len() > 256 && !self.cache.contains_key(path) {
+            self.cache.clear();
+        }
+        self.cache
+            .entry(path.to_vec())
+            .or_insert_with(|| self.root.open_dir(path).ok().map(std::rc::Rc::new))
+            .clone()
+    }
+
+    /// Forget every open directory.
+    pub fn clear(&mut self) {
+        self.cache.clear();
+    }
+
+    /// The root.
+    pub fn root(&self) -> &'r Root {
+        self.root
+    }
+}
+
 /// What `lstat` says of a directory entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryStat {

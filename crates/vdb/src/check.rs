@@ -5,11 +5,9 @@
 //! directory is followed inside ROOT, never out of it. The final component
 //! is never followed.
 
-use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 
-use md5::{Digest, Md5};
-use rootfs::root::{DirHandle, FileKind, Root};
+use rootfs::root::{DirCache, FileKind, Root};
 
 use crate::contents::{basename, dirname, ContentsEntry, EntryKind};
 use crate::db::{Reporter, VdbEntry, VdbError};
@@ -80,37 +78,6 @@ impl Default for CheckOptions {
     }
 }
 
-/// Opens parent directories once per run of entries in the same directory.
-struct DirCache<'r> {
-    root: &'r Root,
-    cache: HashMap<Vec<u8>, Option<DirHandle>>,
-}
-
-impl DirCache<'_> {
-    fn get(&mut self, dir: &[u8]) -> Option<&DirHandle> {
-        if self.cache.len() > 256 {
-            self.cache.clear();
-        }
-        self.cache
-            .entry(dir.to_vec())
-            .or_insert_with(|| self.root.open_dir(dir).ok())
-            .as_ref()
-    }
-}
-
-fn md5_of(mut f: std::fs::File) -> io::Result<[u8; 16]> {
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
-}
-
 fn hex_eq(recorded: &[u8], digest: &[u8; 16]) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     recorded.len() == 32
@@ -154,7 +121,7 @@ fn check_one(
     match &e.kind {
         EntryKind::Dir => {
             let is_dir = st.kind == FileKind::Directory
-                || (st.kind == FileKind::Symlink && dirs.root.open_dir(&path).is_ok());
+                || (st.kind == FileKind::Symlink && dirs.root().open_dir(&path).is_ok());
             if !is_dir {
                 push(out, Problem::WrongType);
             }
@@ -165,7 +132,10 @@ fn check_one(
                 return;
             }
             if opts.md5 {
-                match dir.open_file(name).and_then(md5_of) {
+                let digest = dir.open_file(name).and_then(|mut f| {
+                    crate::digest::md5_reader(&mut f, &mut vec![0u8; 128 * 1024])
+                });
+                match digest {
                     Ok(d) if hex_eq(md5, &d) => {}
                     Ok(_) => push(out, Problem::Md5),
                     Err(_) => push(out, Problem::Unreadable),
@@ -207,10 +177,7 @@ pub fn check_entry(
     reporter: &dyn Reporter,
 ) -> Result<CheckReport, VdbError> {
     let contents = entry.contents(reporter)?;
-    let mut dirs = DirCache {
-        root,
-        cache: HashMap::new(),
-    };
+    let mut dirs = DirCache::new(root);
     let mut report = CheckReport {
         bad_lines: contents.errors.len(),
         ..CheckReport::default()
@@ -249,10 +216,7 @@ pub fn size_entry(
     reporter: &dyn Reporter,
 ) -> Result<SizeReport, VdbError> {
     let contents = entry.contents(reporter)?;
-    let mut dirs = DirCache {
-        root,
-        cache: HashMap::new(),
-    };
+    let mut dirs = DirCache::new(root);
     let mut seen = std::collections::HashSet::new();
     let mut r = SizeReport::default();
     for e in &contents.entries {

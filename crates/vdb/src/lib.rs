@@ -4,6 +4,7 @@ pub mod check;
 pub mod contents;
 pub mod counter;
 pub mod db;
+pub mod digest;
 pub mod lock;
 pub mod metadata;
 pub mod needed;

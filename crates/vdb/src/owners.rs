@@ -128,7 +128,7 @@ fn scan_entry(
 }
 
 /// Number of components of an absolute path (`/` is 0, `/usr` is 1).
-fn depth(p: &[u8]) -> usize {
+pub fn depth(p: &[u8]) -> usize {
     p.split(|&b| b == b'/').filter(|c| !c.is_empty()).count()
 }
 
