@@ -128,7 +128,7 @@ impl fmt::Display for LimitKind {
 }
 
 /// What went wrong. Paths inside archives are shown with control characters
-/// escaped.
+/// escaped (once: the fields hold the escaped text, shown between quotes).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -345,7 +345,7 @@ pub enum ErrorKind {
 
     // ---- metadata ----
     /// A metadata entry that is not a plain `metadata/<KEY>` regular file.
-    #[error("bad metadata entry {name:?}: {reason}")]
+    #[error("bad metadata entry \"{name}\": {reason}")]
     BadMetadataEntry {
         /// The tar name (or xpak key).
         name: String,
@@ -369,7 +369,7 @@ pub enum ErrorKind {
 
     // ---- image ----
     /// A hostile or unsupported image entry.
-    #[error("image entry {path:?}: {problem}")]
+    #[error("image entry \"{path}\": {problem}")]
     BadImageEntry {
         /// The name in the tar, escaped.
         path: String,
@@ -412,13 +412,13 @@ pub enum ImageProblem {
     #[error("replaces a directory that earlier entries were placed in")]
     ReplacesDirectory,
     /// An ancestor is a symlink in this archive: the entry would be written through it.
-    #[error("would be written through the symlink {via:?}")]
+    #[error("would be written through the symlink \"{via}\"")]
     ThroughSymlink {
         /// The symlink.
         via: String,
     },
     /// An ancestor is a non-directory in this archive.
-    #[error("parent {parent:?} is not a directory")]
+    #[error("parent \"{parent}\" is not a directory")]
     ParentNotDirectory {
         /// The parent.
         parent: String,
@@ -427,19 +427,19 @@ pub enum ImageProblem {
     #[error("the image root is not a directory")]
     RootNotDirectory,
     /// Hard link to a path not seen earlier in the archive.
-    #[error("hard link to {target:?}, which is not an earlier entry")]
+    #[error("hard link to \"{target}\", which is not an earlier entry")]
     HardlinkForward {
         /// The target.
         target: String,
     },
     /// Hard link whose target is outside the image.
-    #[error("hard link to {target:?}, outside the image")]
+    #[error("hard link to \"{target}\", outside the image")]
     HardlinkOutside {
         /// The target.
         target: String,
     },
     /// Hard link to a directory.
-    #[error("hard link to the directory {target:?}")]
+    #[error("hard link to the directory \"{target}\"")]
     HardlinkToDirectory {
         /// The target.
         target: String,
@@ -532,7 +532,7 @@ impl ErrorKind {
             }
             BadImageEntry { problem, .. } => match problem {
                 ImageProblem::Device => {
-                    "the package installs device nodes; set allow_devices if that is intended"
+                    "the package installs device nodes; if that is intended, allow them (vartree install --allow-devices; VerifyOptions::allow_devices)"
                 }
                 ImageProblem::UnsupportedType { .. }
                 | ImageProblem::PaxSize { .. } => {

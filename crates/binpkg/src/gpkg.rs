@@ -356,15 +356,16 @@ impl GpkgReader {
         };
         let mut signers = Vec::new();
         let payload = if verify {
-            let keyring = opts
-                .keyring
-                .as_deref()
-                .ok_or_else(|| mf(ErrorKind::NoKeyring))?;
+            // A missing signature first: "no keyring" claims the package is signed.
             if !manifest_signed {
                 return Err(mf(ErrorKind::SignatureMissing {
                     what: "the Manifest is not clear-signed".into(),
                 }));
             }
+            let keyring = opts
+                .keyring
+                .as_deref()
+                .ok_or_else(|| mf(ErrorKind::NoKeyring))?;
             let (payload, who) = keyring
                 .verify_cleartext(&text)
                 .map_err(|err| mf(sig_error(err)))?;
@@ -739,7 +740,15 @@ fn scan_container(
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(err) => return Err(crate::image::Flow::Walk(tarwalk::io_error(err))),
+                    // Name the member a truncated or unreadable file was cut in.
+                    Err(err) => {
+                        let kind = crate::image::walk_error_kind(
+                            tarwalk::io_error(err),
+                            &meter,
+                            Compression::None,
+                        );
+                        return Err(fail(Some(file_name.to_owned()), kind));
+                    }
                 };
                 digests.update(&buf[..n]);
                 if let Some(c) = content.as_mut() {

@@ -44,6 +44,12 @@ pub enum KeyringError {
         /// The parser's message.
         reason: String,
     },
+    /// A secret key cannot be unlocked.
+    #[error("cannot unlock the secret key {fingerprint}: wrong or missing passphrase (give the passphrase)")]
+    Locked {
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
     /// A key's self-signatures do not verify.
     #[error("key {fingerprint}: its self-signatures do not verify ({reason}); do not trust it")]
     BadKey {
@@ -130,15 +136,15 @@ impl Keyring {
             rest = &rest[block_end..];
             let (keys, _) = SignedPublicKey::from_armor_many(Cursor::new(block.as_bytes()))
                 .map_err(|e| KeyringError::Parse {
-                    reason: e.to_string(),
+                    reason: one_line(&e),
                 })?;
             for key in keys {
                 let key = key.map_err(|e| KeyringError::Parse {
-                    reason: e.to_string(),
+                    reason: one_line(&e),
                 })?;
                 key.verify_bindings().map_err(|e| KeyringError::BadKey {
                     fingerprint: fpr(&key.primary_key),
-                    reason: e.to_string(),
+                    reason: one_line(&e),
                 })?;
                 self.keys.push(key);
                 added += 1;
@@ -221,10 +227,10 @@ impl Keyring {
                     )));
                     continue;
                 }
-                let data = open().map_err(|e| SigError::Malformed(e.to_string()))?;
+                let data = open().map_err(|e| SigError::Malformed(one_line(&e)))?;
                 match sig.verify(primary, data) {
                     Ok(()) => return Ok(fpr(primary)),
-                    Err(e) => last_problem = Some(SigError::Bad(e.to_string())),
+                    Err(e) => last_problem = Some(bad_signature(&fpr(primary), &e)),
                 }
             }
             for sub in &key.public_subkeys {
@@ -250,10 +256,10 @@ impl Keyring {
                     )));
                     continue;
                 }
-                let data = open().map_err(|e| SigError::Malformed(e.to_string()))?;
+                let data = open().map_err(|e| SigError::Malformed(one_line(&e)))?;
                 match sig.verify(&sub.key, data) {
                     Ok(()) => return Ok(fpr(primary)),
-                    Err(e) => last_problem = Some(SigError::Bad(e.to_string())),
+                    Err(e) => last_problem = Some(bad_signature(&fpr(primary), &e)),
                 }
             }
         }
@@ -278,14 +284,14 @@ impl Keyring {
             .is_some_and(|p| sig[p..].starts_with(b"-----BEGIN PGP SIGNATURE-----"));
         let parsed: Vec<DetachedSignature> = if armoured {
             let (it, _) = DetachedSignature::from_armor_many(Cursor::new(sig))
-                .map_err(|e| SigError::Malformed(e.to_string()))?;
+                .map_err(|e| SigError::Malformed(one_line(&e)))?;
             it.collect::<Result<_, _>>()
-                .map_err(|e| SigError::Malformed(e.to_string()))?
+                .map_err(|e| SigError::Malformed(one_line(&e)))?
         } else {
             DetachedSignature::from_bytes_many(Cursor::new(sig))
-                .map_err(|e| SigError::Malformed(e.to_string()))?
+                .map_err(|e| SigError::Malformed(one_line(&e)))?
                 .collect::<Result<_, _>>()
-                .map_err(|e| SigError::Malformed(e.to_string()))?
+                .map_err(|e| SigError::Malformed(one_line(&e)))?
         };
         if parsed.is_empty() {
             return Err(SigError::Malformed("no signature packet".into()));
@@ -321,10 +327,34 @@ impl Keyring {
     }
 }
 
+/// A message of the OpenPGP library on one line (error messages are one
+/// line); the library's failed-assertion preamble (`assertion failed:
+/// (left == right) left: .. right: ..: <message>`) is reduced to its message.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let s = e.to_string();
+    let s = match s.strip_prefix("assertion failed") {
+        Some(rest) => rest.rsplit_once("`: ").map_or(rest, |(_, m)| m).to_owned(),
+        None => s,
+    };
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A signature by a trusted key that does not verify over the data.
+fn bad_signature(fingerprint: &str, e: &dyn std::fmt::Display) -> SigError {
+    SigError::Bad(format!(
+        "the signature by {fingerprint} does not match the signed data ({})",
+        one_line(e)
+    ))
+}
+
 /// Parse a clear-signed message.
 pub(crate) fn parse_cleartext(text: &str) -> Result<CleartextSignedMessage, SigError> {
-    let (msg, _) = CleartextSignedMessage::from_string(text)
-        .map_err(|e| SigError::Malformed(format!("not a valid clear-signed Manifest: {e}")))?;
+    let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|e| {
+        SigError::Malformed(format!(
+            "not a valid clear-signed Manifest: {}",
+            one_line(&e)
+        ))
+    })?;
     if msg.signatures().is_empty() {
         return Err(SigError::Malformed(
             "clear-signed Manifest without a signature".into(),

@@ -43,6 +43,7 @@ pub mod manifest;
 pub mod metadata;
 mod options;
 mod tarwalk;
+pub mod write;
 pub mod xpak;
 
 use std::fs::File;
@@ -57,6 +58,10 @@ pub use image::{scan_image_tar, EntryKind, ImageEntry, ImageLayout, ImageSummary
 pub use keyring::{Keyring, KeyringError};
 pub use metadata::Metadata;
 pub use options::{BasenameCheck, Limits, SignaturePolicy, VerifyOptions};
+pub use write::{
+    write_gpkg, write_xpak, ImageWriter, Signer, SourceEntry, WriteError, WriteOptions,
+    WriteSummary,
+};
 pub use xpak::XpakReader;
 
 /// The two binary package formats.

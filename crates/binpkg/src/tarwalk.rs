@@ -210,7 +210,7 @@ fn numeric(field: &[u8], parsed: impl FnOnce() -> io::Result<u64>) -> io::Result
 
 fn header_err(name: &[u8], what: &str, e: io::Error) -> WalkError {
     WalkError::Tar(format!(
-        "entry {:?}: bad {what} field: {e}",
+        "entry \"{}\": bad {what} field: {e}",
         crate::error::show(name)
     ))
 }

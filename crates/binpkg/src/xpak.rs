@@ -66,7 +66,7 @@ pub fn parse_index(
         let len = be32(index, name_end + 4).ok_or("index record cut short (data length)")?;
         if u64::from(offset) + u64::from(len) > u64::from(data_len) {
             return Err(format!(
-                "value of {:?} ({len} bytes at {offset}) lies outside the {data_len}-byte data segment",
+                "value of \"{}\" ({len} bytes at {offset}) lies outside the {data_len}-byte data segment",
                 show(&index[name_start..name_end])
             ));
         }

@@ -74,6 +74,17 @@ impl ProtectCtx {
         })
     }
 
+    /// Read the config memory again (under the VDB lock, before the plan
+    /// is checked again): another merge may have changed it since.
+    pub fn reload_confmem(&mut self, eroot: &std::path::Path) -> Result<(), MergeError> {
+        self.confmem = Confmem::load(eroot).map_err(|e| MergeError::Io {
+            op: "read config memory",
+            path: vdb::lock::fs_lock_path(eroot),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(())
+    }
+
     fn live(&self, path: &[u8]) -> String {
         format!("{}{}", self.root_prefix, String::from_utf8_lossy(path))
     }
@@ -327,4 +338,296 @@ pub fn store_confmem_updates(
             .collect();
     }
     Ok(skipped)
+}
+
+/// Apply updates to a memory (the same rules as [`store_confmem_updates`]).
+fn apply_updates(confmem: &mut Confmem, updates: &[(String, crate::protect::ConfmemUpdate)]) {
+    for (p, u) in updates {
+        match u {
+            crate::protect::ConfmemUpdate::Remember(md5) => {
+                if confmem.get(p) != Some(md5.as_str()) {
+                    confmem.remember(p, md5)
+                }
+            }
+            crate::protect::ConfmemUpdate::Forget => {
+                confmem.forget(p);
+            }
+        }
+    }
+}
+
+/// The name of the staged config memory of transaction `tx`, in
+/// `EROOT/var/lib/portage` beside the file it replaces.
+pub fn staged_confmem_name(tx: &str) -> Vec<u8> {
+    format!(".vartree.{tx}.config").into_bytes()
+}
+
+fn confmem_dir(eroot: &std::path::Path) -> std::path::PathBuf {
+    let path = vdb::lock::fs_lock_path(eroot);
+    path.parent().map(|p| p.to_owned()).unwrap_or(path)
+}
+
+/// The new config memory of a merge, written under a temp name before the
+/// commit point (so that a full disk stops the merge while it can still be
+/// undone) and renamed over `var/lib/portage/config` after it
+/// ([`complete_staged_confmem`]). Holds Portage's fs lock (the in-place
+/// lock on that file) until the rename, so that nobody changes the memory
+/// in between.
+pub struct ConfmemStage {
+    eroot: std::path::PathBuf,
+    name: Vec<u8>,
+    created: u8,
+    lock: Option<vdb::lock::FileLock>,
+}
+
+impl ConfmemStage {
+    /// The fs lock, for [`complete_staged_confmem`] to release right after
+    /// the rename.
+    pub fn into_lock(mut self) -> Option<vdb::lock::FileLock> {
+        self.lock.take()
+    }
+
+    /// Undo (before the commit point): remove the staged file, and what was
+    /// created only to take the lock.
+    pub fn rollback(mut self) {
+        undo_staged_confmem(&self.eroot, &self.name, self.created, self.lock.take());
+    }
+}
+
+/// Remove a staged config memory, the lock file it had to create (if it is
+/// still empty) and the directories it had to create (`created - 1` levels,
+/// each if empty). Used by a failing merge and by `recover` rolling one
+/// back.
+pub fn undo_staged_confmem(
+    eroot: &std::path::Path,
+    name: &[u8],
+    created: u8,
+    lock: Option<vdb::lock::FileLock>,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = confmem_dir(eroot);
+    let _ = std::fs::remove_file(dir.join(std::ffi::OsStr::from_bytes(name)));
+    if created >= 1 {
+        let path = vdb::lock::fs_lock_path(eroot);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    drop(lock);
+    // The directories made for it, innermost first, each only if empty.
+    let mut d = Some(dir.as_path());
+    for _ in 1..created {
+        let Some(p) = d else { break };
+        if std::fs::remove_dir(p).is_err() {
+            break;
+        }
+        d = p.parent();
+    }
+}
+
+/// Prepare the new config memory before the commit point, under the VDB
+/// lock: `updates` (the merge's own decisions) and `stale(memory)` (paths
+/// the replaced instances' unmerge forgets) are applied to the memory as it
+/// is now, read under Portage's fs lock, and the result is written as
+/// `var/lib/portage/.vartree.TX.config`. Every step is written ahead to the
+/// journal through `note`: the `CONFMEM` updates (for a `recover` that
+/// finds the memory changed since) and `CONFNEW`. `None`: nothing changes.
+pub fn stage_confmem(
+    eroot: &std::path::Path,
+    tx: &str,
+    updates: &[(String, crate::protect::ConfmemUpdate)],
+    stale: &dyn Fn(&Confmem) -> Vec<String>,
+    fsync: bool,
+    note: &mut dyn FnMut(crate::journal::Record) -> Result<(), MergeError>,
+) -> Result<Option<ConfmemStage>, MergeError> {
+    use crate::protect::ConfmemUpdate;
+    let path = vdb::lock::fs_lock_path(eroot);
+    let dir = confmem_dir(eroot);
+    let read_err = |e: crate::protect::ProtectIoError| MergeError::Io {
+        op: "read config memory",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    // A first look without the lock: most merges change nothing.
+    let mut peek = Confmem::load(eroot).map_err(read_err)?;
+    let mut all: Vec<(String, ConfmemUpdate)> = updates.to_vec();
+    all.extend(stale(&peek).into_iter().map(|p| (p, ConfmemUpdate::Forget)));
+    apply_updates(&mut peek, &all);
+    if !peek.is_modified() {
+        return Ok(None);
+    }
+    let name = staged_confmem_name(tx);
+    // What taking the lock creates: the file, and the directories up to
+    // the first one that exists.
+    let created = if path.exists() {
+        0
+    } else {
+        let mut n = 1u8;
+        let mut d = Some(dir.as_path());
+        while let Some(p) = d.filter(|p| !p.exists()) {
+            n = n.saturating_add(1);
+            d = p.parent();
+        }
+        n
+    };
+    note(crate::journal::Record::ConfNew {
+        name: name.clone(),
+        created,
+        base: None,
+    })?;
+    let mut stage = ConfmemStage {
+        eroot: eroot.to_owned(),
+        name: name.clone(),
+        created,
+        lock: None,
+    };
+    let result = (|| {
+        rootfs::crash::point("confmem directory");
+        std::fs::create_dir_all(&dir).map_err(|e| MergeError::Io {
+            op: "create directory",
+            path: dir.clone(),
+            source: e,
+        })?;
+        stage.lock = Some(vdb::lock::fs_lock(eroot, |_| {})?);
+        // The memory as it is now, under the lock.
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(MergeError::Io {
+                    op: "read config memory",
+                    path: path.clone(),
+                    source: e,
+                })
+            }
+        };
+        let mut confmem = Confmem::parse(&data);
+        let mut all: Vec<(String, ConfmemUpdate)> = updates.to_vec();
+        all.extend(
+            stale(&confmem)
+                .into_iter()
+                .map(|p| (p, ConfmemUpdate::Forget)),
+        );
+        apply_updates(&mut confmem, &all);
+        for (p, u) in &all {
+            note(crate::journal::Record::Confmem {
+                path: p.clone(),
+                md5: match u {
+                    ConfmemUpdate::Remember(m) => Some(m.clone()),
+                    ConfmemUpdate::Forget => None,
+                },
+            })?;
+        }
+        note(crate::journal::Record::ConfNew {
+            name: name.clone(),
+            created,
+            base: Some(crate::protect::md5_hex(&data)),
+        })?;
+        write_staged(&path, &dir, &name, &confmem.serialize().0, fsync)
+    })();
+    match result {
+        Ok(()) => Ok(Some(stage)),
+        Err(e) => {
+            stage.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Write the staged memory `dir/name`, with the permissions of the file it
+/// will replace (the lock has created it if it was missing), as Portage's
+/// `writedict` does.
+fn write_staged(
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    name: &[u8],
+    data: &[u8],
+    fsync: bool,
+) -> Result<(), MergeError> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let temp = dir.join(std::ffi::OsStr::from_bytes(name));
+    let err = |op| {
+        let temp = temp.clone();
+        move |e| MergeError::Io {
+            op,
+            path: temp,
+            source: e,
+        }
+    };
+    rootfs::crash::point("confmem stage");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o666)
+        .open(&temp)
+        .map_err(err("create"))?;
+    if let Ok(old) = std::fs::metadata(path) {
+        f.set_permissions(std::fs::Permissions::from_mode(
+            old.permissions().mode() & 0o7777,
+        ))
+        .map_err(err("chmod"))?;
+    }
+    f.write_all(data).map_err(err("write"))?;
+    if fsync {
+        f.sync_all().map_err(err("fsync"))?;
+    }
+    Ok(())
+}
+
+/// After the commit point: put the staged memory in place by one rename.
+/// Idempotent: a staged file that is gone was renamed already. If the
+/// memory changed since it was staged (a `recover` long after a crash, with
+/// Portage having merged meanwhile), the journaled `updates` are applied to
+/// the memory as it is instead, so that nobody's entries are lost. `held`:
+/// the fs lock the merge kept since staging (taken here otherwise);
+/// released right after the rename, as Portage does with its in-place
+/// lock.
+pub fn complete_staged_confmem(
+    eroot: &std::path::Path,
+    name: &[u8],
+    base: &str,
+    updates: &[(String, crate::protect::ConfmemUpdate)],
+    held: Option<vdb::lock::FileLock>,
+) -> Result<(), MergeError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = vdb::lock::fs_lock_path(eroot);
+    let temp = confmem_dir(eroot).join(std::ffi::OsStr::from_bytes(name));
+    if std::fs::symlink_metadata(&temp).is_err() {
+        return Ok(()); // renamed already
+    }
+    let _lock = match held {
+        Some(l) => l,
+        None => vdb::lock::fs_lock(eroot, |_| {})?,
+    };
+    let now = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(MergeError::Io {
+                op: "read config memory",
+                path,
+                source: e,
+            })
+        }
+    };
+    if crate::protect::md5_hex(&now) != base {
+        let mut confmem = Confmem::parse(&now);
+        apply_updates(&mut confmem, updates);
+        write_staged(
+            &path,
+            &confmem_dir(eroot),
+            name,
+            &confmem.serialize().0,
+            false,
+        )?;
+    }
+    rootfs::crash::point("confmem rename");
+    std::fs::rename(&temp, &path).map_err(|e| MergeError::Io {
+        op: "rename into place",
+        path,
+        source: e,
+    })
 }

@@ -145,7 +145,17 @@ pub struct MergeOutcome {
     pub placements: Vec<(Placement, usize)>,
     pub identical: usize,
     pub pretend: bool,
+    /// Config-protected entries merged (or, with `pretend`, to be merged)
+    /// under a `._cfgNNNN_` name.
+    pub protected: Vec<ProtectedPath>,
+    /// Config-protected updates not merged because the administrator
+    /// discarded the same update before (the config memory).
+    pub protected_skipped: Vec<Vec<u8>>,
 }
+
+/// A config-protected path and the path it is merged as
+/// (`DIR/._cfgNNNN_NAME`).
+pub type ProtectedPath = (Vec<u8>, Vec<u8>);
 
 /// What to do with one image entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +275,29 @@ pub struct MergePlan {
 
 /// What identifies a live file's content for re-use of a comparison.
 pub type ContentStamp = (rootfs::root::FileId, i64, u32, u64);
+
+impl MergePlan {
+    /// The config-protected entries of this plan merged under a
+    /// `._cfgNNNN_` name, as (path, path merged as); and the protected
+    /// updates skipped because the config memory says the administrator
+    /// discarded them. What `--pretend` shows is exactly what the merge
+    /// does, because both come from the same plan.
+    pub fn protected_paths(&self, image: &Image) -> (Vec<ProtectedPath>, Vec<Vec<u8>>) {
+        let merged_as = self
+            .protected
+            .iter()
+            .map(|(path, name)| (path.clone(), child_path(vdb::contents::dirname(path), name)))
+            .collect();
+        let skipped = self
+            .actions
+            .iter()
+            .zip(&image.entries)
+            .filter(|(a, _)| **a == Action::SkipProtected)
+            .map(|(_, e)| e.path.clone())
+            .collect();
+        (merged_as, skipped)
+    }
+}
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -1068,7 +1101,7 @@ pub fn merge_image(
     let downgrade = replaced
         .last()
         .is_some_and(|inst| info.cpv.version() < inst.cpv.version());
-    let pctx = ProtectCtx::new(
+    let mut pctx = ProtectCtx::new(
         &opts.root,
         vdb.eroot(),
         vdb.eprefix().as_os_str().as_encoded_bytes(),
@@ -1101,12 +1134,15 @@ pub fn merge_image(
         for n in &plan.notices {
             reporter.event(MergeEvent::Notice(n.clone()));
         }
+        let (protected, protected_skipped) = plan.protected_paths(&image);
         return Ok(MergeOutcome {
             cpv,
             counter: -1,
             contents,
             replaced: replaced.iter().map(|e| e.cpv.to_string()).collect(),
             pretend: true,
+            protected,
+            protected_skipped,
             ..MergeOutcome::default()
         });
     }
@@ -1175,6 +1211,7 @@ pub fn merge_image(
     let unmerge_opts = crate::unmerge::UnmergeOptions::from_settings(&opts.settings);
     let reinstall = replaced.iter().any(|e| e.cpv == info.cpv);
     let mut entry_begun = false;
+    let mut confmem_stage: Option<crate::cfgprotect::ConfmemStage> = None;
     let result = (|| {
         // Validate: the slot, and the plan against the root as it is now.
         let replaced_now = others_in_slot(&vdb, &info, reporter)?;
@@ -1186,6 +1223,9 @@ pub fn merge_image(
                     .into(),
             });
         }
+        // The config memory as it is now (another merge may have changed
+        // it while this one was staged).
+        pctx.reload_confmem(vdb.eroot())?;
         let now = plan_merge(
             &root,
             &image,
@@ -1249,15 +1289,25 @@ pub fn merge_image(
         for r in &commit {
             stager.note(r.clone())?;
         }
-        for (path, u) in &plan.confmem {
-            stager.note(Record::Confmem {
-                path: path.clone(),
-                md5: match u {
-                    crate::protect::ConfmemUpdate::Remember(m) => Some(m.clone()),
-                    crate::protect::ConfmemUpdate::Forget => None,
-                },
-            })?;
-        }
+        // The new config memory, staged now so that a full disk stops the
+        // merge before its commit point.
+        let stale = StaleConfmem {
+            root: &root,
+            eprefix: vdb.eprefix().as_os_str().as_encoded_bytes(),
+            contents: &contents,
+            leaving: &all_replaced,
+            commit: &commit,
+            new_keys: Default::default(),
+        };
+        let tx = stager.tx.clone();
+        confmem_stage = crate::cfgprotect::stage_confmem(
+            vdb.eroot(),
+            &tx,
+            &plan.confmem,
+            &|cm| stale.keys(cm),
+            opts.sync == SyncMode::Always,
+            &mut |r| stager.note(r),
+        )?;
         stager.note(Record::Publish {
             exchange: reinstall,
             cpv: cpv.clone(),
@@ -1296,6 +1346,9 @@ pub fn merge_image(
     let (plan, counter) = match result {
         Ok(p) => p,
         Err(e) => {
+            if let Some(c) = confmem_stage.take() {
+                c.rollback();
+            }
             abort(&mut stager, &staged, entry_begun);
             drop(lock);
             return Err(e);
@@ -1315,6 +1368,7 @@ pub fn merge_image(
         &records,
         &unmerge_opts,
         Some(&stager.inodes),
+        confmem_stage.and_then(crate::cfgprotect::ConfmemStage::into_lock),
         &|path, _| reporter.event(MergeEvent::Merged(lossy(path))),
         reporter,
     )
@@ -1356,6 +1410,7 @@ pub fn merge_image(
 
     let mut placements: Vec<(Placement, usize)> = stager.placements.into_iter().collect();
     placements.sort();
+    let (protected, protected_skipped) = plan.protected_paths(&image);
     Ok(MergeOutcome {
         cpv,
         counter,
@@ -1365,7 +1420,76 @@ pub fn merge_image(
         placements,
         identical: plan.actions.iter().filter(|a| **a == Action::Touch).count(),
         pretend: false,
+        protected,
+        protected_skipped,
     })
+}
+
+/// The config-memory keys the unmerge of the replaced instances would
+/// forget (Portage's `stale_confmem`): their paths inside EPREFIX that the
+/// new package does not own, neither by name (through directory symlinks)
+/// nor as a place this merge renames something into. Worked out before the
+/// commit point, so that the config memory is written only there (the
+/// unmerge then finds nothing left to forget).
+struct StaleConfmem<'a> {
+    root: &'a Root,
+    eprefix: &'a [u8],
+    contents: &'a [ContentsEntry],
+    leaving: &'a [vdb::db::VdbEntry],
+    commit: &'a [Record],
+    new_keys: std::cell::OnceCell<vdb::owners::PackageKeys>,
+}
+
+impl StaleConfmem<'_> {
+    /// The keys of `confmem` to forget.
+    fn keys(&self, confmem: &crate::protect::Confmem) -> Vec<String> {
+        if confmem.is_empty() || self.leaving.is_empty() {
+            return Vec::new();
+        }
+        let mut eroot = self.eprefix.to_vec();
+        eroot.push(b'/');
+        let mut out = Vec::new();
+        for old in self.leaving {
+            // A CONTENTS that cannot be read fails the unmerge later.
+            let Ok(c) = old.contents(&vdb::db::Silent) else {
+                continue;
+            };
+            for e in &c.entries {
+                let path = e.normalized_path();
+                let key = String::from_utf8_lossy(&path);
+                if confmem.get(&key).is_none()
+                    || path.len() <= eroot.len()
+                    || !path.starts_with(&eroot)
+                {
+                    continue;
+                }
+                let new_keys = self
+                    .new_keys
+                    .get_or_init(|| vdb::owners::PackageKeys::new(self.contents, self.eprefix));
+                if new_keys.match_path(self.root, &path).is_some() || self.renamed_over(&path) {
+                    continue;
+                }
+                if !out.contains(&key.as_ref().to_owned()) {
+                    out.push(key.into_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether this merge renames something into the place of `path`.
+    fn renamed_over(&self, path: &[u8]) -> bool {
+        let Ok(id) = self.root.file_id(vdb::contents::dirname(path)) else {
+            return false;
+        };
+        let name = vdb::contents::basename(path);
+        self.commit.iter().any(|r| match r {
+            Record::Rename { dir, dest, .. } => {
+                dest == name && self.root.file_id(dir).is_ok_and(|d| d == id)
+            }
+            _ => false,
+        })
+    }
 }
 
 fn root_fd(root: &Root) -> Result<DirHandle, MergeError> {

@@ -81,6 +81,16 @@ pub enum MergeError {
     },
     #[error("{cpv}: interrupted by {name} before the commit point; everything staged was removed and nothing was merged", name = rootfs::signal::name(*sig))]
     Signal { cpv: String, sig: i32 },
+    #[error("{cpv}: cannot write the binary package: {source}")]
+    Pack {
+        cpv: String,
+        #[source]
+        source: binpkg::WriteError,
+    },
+    #[error("cannot write the binary package: {0}")]
+    Write(#[from] binpkg::WriteError),
+    #[error("{cpv}: interrupted by {name}; no package was published", name = rootfs::signal::name(*sig))]
+    PackSignal { cpv: String, sig: i32 },
     #[error("{reason}")]
     BinPkg { path: PathBuf, reason: String },
     #[error(transparent)]

@@ -5,7 +5,9 @@
 //!
 //! The staging directory is `EROOT/var/db/.vartree/unpack-PID-N/` with
 //! `image/` and `build-info/`; it is removed when the install ends, and a
-//! stale one (its owner's lock is gone) is removed by `recover`.
+//! stale one (its owner's lock is gone) is removed by `recover`. With
+//! `--pretend` nothing in ROOT is touched: the package is unpacked into the
+//! system's temporary directory instead (nothing is moved out of it).
 
 use std::fs;
 use std::io::{self, Write};
@@ -23,11 +25,17 @@ pub struct Staging {
     dir: PathBuf,
     _lock: rootfs::lock::LockedFile,
     lock_path: PathBuf,
+    in_root: bool,
 }
 
 impl Staging {
-    fn new(eroot: &Path) -> Result<Staging, MergeError> {
-        let parent = eroot.join(JOURNAL_DIR);
+    /// In `EROOT/var/db/.vartree`, or (`pretend`) in the temporary directory.
+    fn new(eroot: &Path, pretend: bool) -> Result<Staging, MergeError> {
+        let parent = if pretend {
+            std::env::temp_dir()
+        } else {
+            eroot.join(JOURNAL_DIR)
+        };
         fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
             op: "create directory",
             path: parent.clone(),
@@ -37,7 +45,8 @@ impl Staging {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let name = format!("unpack-{}-{nanos}", std::process::id());
+        let prefix = if pretend { "vartree-pretend-" } else { "" };
+        let name = format!("{prefix}unpack-{}-{nanos}", std::process::id());
         let dir = parent.join(&name);
         let lock_path = parent.join(format!("{name}.lock"));
         let lock =
@@ -58,6 +67,7 @@ impl Staging {
             dir,
             _lock: lock,
             lock_path,
+            in_root: !pretend,
         })
     }
 
@@ -74,7 +84,9 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
         let _ = fs::remove_file(&self.lock_path);
-        crate::journal::remove_dir_if_empty(&self.lock_path);
+        if self.in_root {
+            crate::journal::remove_dir_if_empty(&self.lock_path);
+        }
     }
 }
 
@@ -110,8 +122,15 @@ fn bin_err(e: binpkg::Error) -> MergeError {
 }
 
 /// Unpack a verified package into `staging`: its metadata as build-info
-/// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs.
-fn unpack(pkg: &binpkg::BinPkg, path: &Path, staging: &Staging) -> Result<(), MergeError> {
+/// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs
+/// (not for `pretend`: they do not change the plan, and the temporary
+/// directory's filesystem may not take them).
+fn unpack(
+    pkg: &binpkg::BinPkg,
+    path: &Path,
+    staging: &Staging,
+    pretend: bool,
+) -> Result<(), MergeError> {
     let bi = staging.build_info();
     let io_err = |op: &'static str, p: &Path| {
         let p = p.to_owned();
@@ -199,8 +218,10 @@ fn unpack(pkg: &binpkg::BinPkg, path: &Path, staging: &Staging) -> Result<(), Me
                 f.flush().map_err(ioe("write"))?;
                 set_owner_mode(&f, e.uid as u32, e.gid as u32, e.mode)
                     .map_err(ioe("chown/chmod"))?;
-                rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), &e.xattrs)
-                    .map_err(ioe("set xattrs"))?;
+                if !pretend {
+                    rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), &e.xattrs)
+                        .map_err(ioe("set xattrs"))?;
+                }
                 set_file_times(&f, mtime, mtime).map_err(ioe("set times"))?;
             }
             binpkg::EntryKind::Symlink => {
@@ -281,8 +302,8 @@ pub fn install_package(
 ) -> Result<MergeOutcome, MergeError> {
     let pkg = binpkg::open(path, &opts.verify).map_err(bin_err)?;
     let vdb = vdb::db::Vdb::new(&opts.merge.root, &opts.merge.eprefix);
-    let staging = Staging::new(vdb.eroot())?;
-    unpack(&pkg, path, &staging)?;
+    let staging = Staging::new(vdb.eroot(), opts.merge.pretend)?;
+    unpack(&pkg, path, &staging, opts.merge.pretend)?;
     let mut m = opts.merge.clone();
     m.image = staging.image();
     m.build_info = staging.build_info();
@@ -293,13 +314,16 @@ pub fn install_package(
 }
 
 /// The CPV and dependency strings of a package file, for ordering several
-/// packages before installing them.
+/// packages before installing them. With `whole`, the image is checked too,
+/// so that a hostile package among several is refused before any of them is
+/// merged (at the cost of decompressing each image once more).
 pub fn peek(
     path: &Path,
     verify: &binpkg::VerifyOptions,
+    whole: bool,
 ) -> Result<(atom::Cpv, binpkg::Metadata), MergeError> {
     let mut v = verify.clone();
-    v.skip_image_prescan = true;
+    v.skip_image_prescan = !whole;
     let pkg = binpkg::open(path, &v).map_err(bin_err)?;
     let cpv = pkg.cpv().map_err(bin_err)?;
     Ok((cpv, pkg.metadata().clone()))

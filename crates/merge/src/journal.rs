@@ -13,6 +13,7 @@
 //! RENAME <dir> <temp> <dest> <0|1>    │ the commit steps, all idempotent,
 //! TOUCH <dir> <name> <sec> <nsec>     │ recorded before the commit point
 //! CONFMEM <path> <md5|->              │
+//! CONFNEW <name> <created> <md5|?>    │ the new config memory, staged
 //! PUBLISH <plain|exchange> <cpv> <n>  │
 //! UNMERGE <cpv>                       │
 //! HANDOVER <cpv>                      ┘
@@ -21,7 +22,14 @@
 //!
 //! Paths are hex-encoded bytes; directories are ROOT-relative paths of live
 //! directories (resolved inside ROOT again on recovery), image directories
-//! absolute host paths. Before `COMMIT` is durable everything can be undone;
+//! absolute host paths. `CONFNEW` names the new config memory, written as
+//! `EROOT/var/lib/portage/NAME` before the commit point and renamed over
+//! `var/lib/portage/config` after it; it is recorded twice: before anything
+//! is created (`?`: the base not read yet; `created`: 0, or 1 when the
+//! file had to be created for the lock, plus the number of directories
+//! created for it), then with
+//! the md5 of the memory it was computed from, before the file is written.
+//! Before `COMMIT` is durable everything can be undone;
 //! after it every remaining step is completed. The owner holds an OFD lock
 //! on its journal while it runs, so `recover` can tell a live transaction
 //! from an interrupted one. The journal is removed when the transaction is
@@ -82,6 +90,11 @@ pub enum Record {
     Confmem {
         path: String,
         md5: Option<String>,
+    },
+    ConfNew {
+        name: Vec<u8>,
+        created: u8,
+        base: Option<String>,
     },
     Publish {
         exchange: bool,
@@ -162,6 +175,15 @@ impl Record {
                 hex(path.as_bytes()),
                 md5.as_deref().unwrap_or("-")
             ),
+            Record::ConfNew {
+                name,
+                created,
+                base,
+            } => format!(
+                "CONFNEW {} {created} {}",
+                hex(name),
+                base.as_deref().unwrap_or("?")
+            ),
             Record::Publish {
                 exchange,
                 cpv,
@@ -224,6 +246,14 @@ impl Record {
                 path: String::from_utf8(b(1)?).ok()?,
                 md5: match *f.get(2)? {
                     "-" => None,
+                    m => Some(m.to_owned()),
+                },
+            },
+            "CONFNEW" => Record::ConfNew {
+                name: b(1)?,
+                created: f.get(2)?.parse().ok()?,
+                base: match *f.get(3)? {
+                    "?" => None,
                     m => Some(m.to_owned()),
                 },
             },
@@ -292,7 +322,19 @@ impl Journal {
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
             rootfs::crash::point("journal create");
             match LockedFile::lock(&tmp, |_| {}) {
-                Ok(l) => break l,
+                // A concurrent `recover` may have taken the file for an
+                // abandoned one and removed it between its creation and
+                // our lock: then the name no longer leads to the file we
+                // locked, and we start again with a new one.
+                Ok(l) if names_locked_file(&l, &tmp) => break l,
+                Ok(_) if attempt < 5 => attempt += 1,
+                Ok(_) => {
+                    return Err(MergeError::Io {
+                        op: "lock journal",
+                        path: tmp.clone(),
+                        source: io::Error::other("the file kept being removed while it was locked"),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
                 Err(e) => {
                     return Err(MergeError::Io {
@@ -388,6 +430,15 @@ impl Journal {
     }
 }
 
+/// Whether `path` still names the file `lock` holds.
+fn names_locked_file(lock: &LockedFile, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (lock.file().metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Remove the journal directory when no journal is left in it, so that a
 /// root carries no trace of vartree between transactions.
 pub fn remove_dir_if_empty(journal: &Path) {
@@ -448,6 +499,16 @@ mod tests {
             Record::Confmem {
                 path: "/etc/c".into(),
                 md5: None,
+            },
+            Record::ConfNew {
+                name: b".vartree.1.config".to_vec(),
+                created: 2,
+                base: None,
+            },
+            Record::ConfNew {
+                name: b".vartree.1.config".to_vec(),
+                created: 0,
+                base: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
             },
             Record::Publish {
                 exchange: true,

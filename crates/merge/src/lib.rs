@@ -6,6 +6,7 @@
 
 pub mod blockers;
 pub mod buildinfo;
+pub mod buildpkg;
 pub mod cfgprotect;
 pub mod config;
 pub mod engine;
@@ -13,8 +14,10 @@ pub mod error;
 pub mod image;
 pub mod install;
 pub mod journal;
+pub mod leftovers;
 pub mod mask;
 pub mod protect;
+pub mod quickpkg;
 pub mod txn;
 pub mod unmerge;
 

@@ -40,7 +40,10 @@ pub struct Applied {
 
 /// Perform the committed steps of a journal. `keep_inodes`: identities of
 /// the files the new package placed (computed from its CONTENTS when not
-/// given, as after a crash).
+/// given, as after a crash). `confmem_lock`: Portage's fs lock, held by a
+/// merge since it staged the new config memory (taken here when needed
+/// otherwise); released once the memory is in place, before the replaced
+/// instances are unmerged.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_commit(
     root: &Root,
@@ -48,6 +51,7 @@ pub fn apply_commit(
     records: &[Record],
     unmerge_opts: &UnmergeOptions,
     keep_inodes: Option<&HashSet<FileId>>,
+    confmem_lock: Option<vdb::lock::FileLock>,
     on_merged: &dyn Fn(&[u8], &[u8]),
     reporter: &dyn Reporter,
 ) -> Result<Applied, MergeError> {
@@ -116,7 +120,8 @@ pub fn apply_commit(
             _ => {}
         }
     }
-    // 2. The config memory.
+    // 2. The config memory: the new one was staged before the commit
+    // point; it is renamed into place.
     let confmem: Vec<_> = records
         .iter()
         .filter_map(|r| match r {
@@ -130,8 +135,29 @@ pub fn apply_commit(
             _ => None,
         })
         .collect();
-    if !confmem.is_empty() {
-        crate::cfgprotect::store_confmem_updates(vdb.eroot(), &confmem)?;
+    let staged = records.iter().rev().find_map(|r| match r {
+        Record::ConfNew { name, base, .. } => Some((name, base)),
+        _ => None,
+    });
+    match staged {
+        Some((name, Some(base))) => {
+            crate::cfgprotect::complete_staged_confmem(
+                vdb.eroot(),
+                name,
+                base,
+                &confmem,
+                confmem_lock,
+            )?;
+        }
+        // Staging had not begun writing: nothing was staged.
+        Some((_, None)) => drop(confmem_lock),
+        // A journal of an older vartree, which updated the memory here.
+        None => {
+            drop(confmem_lock);
+            if !confmem.is_empty() {
+                crate::cfgprotect::store_confmem_updates(vdb.eroot(), &confmem)?;
+            }
+        }
     }
     // 3. Publish the new entry; 4. remove what it replaces.
     let publish = records.iter().find_map(|r| match r {
@@ -307,6 +333,9 @@ pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
                     }
                 }
             }
+            Record::ConfNew { name, created, .. } => {
+                crate::cfgprotect::undo_staged_confmem(vdb.eroot(), name, *created, None);
+            }
             Record::Entry { cpv } => {
                 if let Ok(c) = atom::Cpv::parse(cpv) {
                     let m = vdb.merging_dir(&c);
@@ -409,6 +438,7 @@ pub fn recover(
                 vdb,
                 &records,
                 unmerge_opts,
+                None,
                 None,
                 &|_, _| {},
                 reporter,

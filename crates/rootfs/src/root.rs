@@ -260,7 +260,8 @@ impl FileKind {
     }
 }
 
-pub(crate) fn entry_stat(st: &rustix::fs::Stat) -> EntryStat {
+/// An [`EntryStat`] from a raw `stat` result.
+pub fn entry_stat(st: &rustix::fs::Stat) -> EntryStat {
     EntryStat {
         kind: FileKind::from_mode(st.st_mode),
         size: u64::try_from(st.st_size).unwrap_or(0),

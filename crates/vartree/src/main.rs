@@ -80,6 +80,10 @@ pub enum Command {
     Merge(cmd::merge::MergeArgs),
     /// Remove installed packages: their files (as Portage decides), then their VDB entries.
     Unmerge(cmd::unmerge::UnmergeArgs),
+    /// Make binary packages (gpkg, xpak) of installed packages from their live files.
+    Quickpkg(cmd::quickpkg::QuickpkgArgs),
+    /// Make a binary package from an image directory and build-info (as `ebuild … package`).
+    Package(cmd::package::PackageArgs),
     /// Complete or undo transactions interrupted by a crash, kill or power cut.
     Recover(cmd::recover::RecoverArgs),
     /// Developer tools.
@@ -94,7 +98,12 @@ fn main() -> ExitCode {
     // transaction's commit point it is undone, after it it is finished.
     if matches!(
         cli.command,
-        Command::Merge(_) | Command::Install(_) | Command::Unmerge(_) | Command::Recover(_)
+        Command::Merge(_)
+            | Command::Install(_)
+            | Command::Unmerge(_)
+            | Command::Recover(_)
+            | Command::Quickpkg(_)
+            | Command::Package(_)
     ) {
         rootfs::signal::install();
     }
@@ -108,6 +117,8 @@ fn main() -> ExitCode {
         Command::Install(a) => cmd::install::run(&cli.global, a, &reporter),
         Command::Unmerge(a) => cmd::unmerge::run(&cli.global, a, &reporter),
         Command::Recover(a) => cmd::recover::run(&cli.global, a, &reporter),
+        Command::Quickpkg(a) => cmd::quickpkg::run(&cli.global, a, &reporter),
+        Command::Package(a) => cmd::package::run(&cli.global, a),
         Command::Debug(a) => cmd::debug::run(&cli.global, a, &reporter),
     };
     if rootfs::crash::ENABLED {
@@ -129,7 +140,10 @@ fn main() -> ExitCode {
         Err(e) => {
             output::error(&e);
             match e.downcast_ref::<merge::MergeError>() {
-                Some(merge::MergeError::Signal { sig, .. }) => ExitCode::from(128 + *sig as u8),
+                Some(
+                    merge::MergeError::Signal { sig, .. }
+                    | merge::MergeError::PackSignal { sig, .. },
+                ) => ExitCode::from(128 + *sig as u8),
                 _ => ExitCode::from(EXIT_ERROR),
             }
         }

@@ -646,6 +646,113 @@ fn racing_merges_of_colliding_packages_one_wins_the_others_change_nothing() {
     assert!(!root.join("var/db/.vartree").exists());
 }
 
+/// md5 of `data`, hex (the `md5sum` tool).
+fn md5_hex(data: &[u8]) -> String {
+    let mut c = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    let o = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Parallel upgrades that all change the config memory: each remembers the
+/// update of its edited config file, and forgets the entry of a protected
+/// file its new version no longer has. Every merge reads the memory again
+/// under the VDB lock and stages its changes on top of what the merges
+/// before it wrote, so no entry is lost, none is resurrected, and an entry
+/// no merge touches stays.
+#[test]
+fn parallel_merges_keep_every_config_memory_entry() {
+    const N: usize = 6;
+    let t = scratch();
+    let root = t.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    let pk = t.path().join("pkgs");
+    let conf = |k: usize, v: u32| format!("cfg{k} v{v}\n");
+    let version = |k: usize, v: u32, gone: bool| {
+        let mut f = files_of(&format!("cfg{k}"), 60, v, 0);
+        f.insert(format!("/etc/cfg{k}/cfg{k}.conf"), conf(k, v));
+        if gone {
+            f.insert(format!("/etc/cfg{k}/gone.conf"), "gone\n".into());
+        }
+        pkg(&pk, &format!("app/cfg{k}-{v}"), f)
+    };
+    for k in 0..N {
+        ok(
+            &merge_cmd(&root, &version(k, 1, true), "never")
+                .output()
+                .unwrap(),
+            "v1",
+        );
+        // The administrator edits the config file.
+        fs::write(root.join(format!("etc/cfg{k}/cfg{k}.conf")), "edited\n").unwrap();
+    }
+    // Entries the upgrades must forget (their files leave the packages),
+    // and one nobody touches.
+    let cm = root.join("var/lib/portage/config");
+    fs::create_dir_all(cm.parent().unwrap()).unwrap();
+    let mut lines = String::from("/etc/unrelated.conf 00000000000000000000000000000000\n");
+    for k in 0..N {
+        lines.push_str(&format!(
+            "/etc/cfg{k}/gone.conf 11111111111111111111111111111111\n"
+        ));
+    }
+    fs::write(&cm, &lines).unwrap();
+    for v in 2..=3u32 {
+        let pkgs: Vec<Pkg> = (0..N).map(|k| version(k, v, false)).collect();
+        let children: Vec<Child> = pkgs
+            .iter()
+            .map(|p| {
+                merge_cmd(&root, p, "never")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (k, c) in children.into_iter().enumerate() {
+            ok(&c.wait_with_output().unwrap(), &format!("app/cfg{k}-{v}"));
+        }
+        let memory = fs::read_to_string(&cm).unwrap();
+        let mut keys: Vec<&str> = memory
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        keys.sort();
+        let mut want: Vec<String> = (0..N)
+            .map(|k| format!("/etc/cfg{k}/cfg{k}.conf"))
+            .chain(["/etc/unrelated.conf".to_owned()])
+            .collect();
+        want.sort();
+        assert_eq!(keys, want, "round {v}: {memory}");
+        for k in 0..N {
+            let line = format!(
+                "/etc/cfg{k}/cfg{k}.conf {}\n",
+                md5_hex(conf(k, v).as_bytes())
+            );
+            assert!(memory.contains(&line), "round {v}: {line} in {memory}");
+            assert_eq!(
+                fs::read_to_string(root.join(format!("etc/cfg{k}/._cfg{:04}_cfg{k}.conf", v - 2)))
+                    .unwrap(),
+                conf(k, v)
+            );
+        }
+    }
+    no_leftovers(&root);
+    let left: Vec<_> = fs::read_dir(cm.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["config"]);
+}
+
 // ---------------------------------------------------------------------
 // (b) the VDB lock against Portage
 

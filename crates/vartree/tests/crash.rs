@@ -101,10 +101,9 @@ fn state(root: &Path) -> BTreeMap<String, String> {
         names.sort();
         for p in names {
             let rel = p.strip_prefix(base).unwrap().display().to_string();
-            if rel == "var/cache/edb"
-                || rel == "var/lib/portage"
-                || rel == "var/db/.pkg.portage_lockfile"
-            {
+            // The config memory is part of the state; the counter file and
+            // the VDB lock file are not.
+            if rel == "var/cache/edb" || rel == "var/db/.pkg.portage_lockfile" {
                 continue;
             }
             let m = fs::symlink_metadata(&p).unwrap();
@@ -317,7 +316,16 @@ fn crash_at_every_step_of_an_upgrade_with_handover() {
         "only {steps} crash points: is the crashpoints feature on?"
     );
 
+    assert!(
+        !old.contains_key("var/lib/portage/config")
+            && new
+                .get("var/lib/portage/config")
+                .is_some_and(|c| c.contains("/etc/foo/foo.conf ")),
+        "the config memory is exercised"
+    );
+
     let (mut olds, mut news) = (0, 0);
+    let mut confmem_races = 0;
     let mut kept = Vec::new();
     for n in 1..=steps {
         let root = t.path().join(format!("run-{n}"));
@@ -336,6 +344,36 @@ fn crash_at_every_step_of_an_upgrade_with_handover() {
             fs::read_to_string(&count_file).unwrap_or_default(),
             String::from_utf8_lossy(&o.stderr)
         );
+        // Stopped after the commit point with the new config memory staged
+        // but not yet in place: if Portage changes the memory before
+        // `recover` runs, recover applies the journaled updates to what is
+        // there instead of renaming a stale copy over it (on a copy of
+        // this root).
+        if committed_with_staged_confmem(&root) {
+            let other = t.path().join(format!("run-{n}-portage"));
+            copy_tree(&root, &other);
+            let cm = other.join("var/lib/portage/config");
+            let mut data = fs::read(&cm).unwrap_or_default();
+            data.extend_from_slice(
+                b"/etc/portage-merged/x.conf 0123456789abcdef0123456789abcdef\n",
+            );
+            fs::create_dir_all(cm.parent().unwrap()).unwrap();
+            fs::write(&cm, &data).unwrap();
+            ok(&vt(&other, &["recover"], &[]));
+            let after = fs::read_to_string(&cm).unwrap();
+            assert!(
+                after.contains("/etc/portage-merged/x.conf ")
+                    && after.contains(&format!("/etc/foo/foo.conf {}\n", md5_of(b"conf 2\n"))),
+                "step {n}: recover lost an entry of the config memory: {after}"
+            );
+            assert!(!fs::read_dir(cm.parent().unwrap()).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".vartree")));
+            confmem_races += 1;
+            fs::remove_dir_all(&other).unwrap();
+        }
         // Recovery itself is interrupted too, at a few of its steps, then re-run.
         if n % 7 == 0 {
             for m in 1..=3u64 {
@@ -364,9 +402,48 @@ fn crash_at_every_step_of_an_upgrade_with_handover() {
         // The image is consumed by nothing (copy mode), but keep it whole.
         assert!(v2.image.join("usr/bin/foo").exists());
     }
-    eprintln!("crash harness: {steps} steps; {olds} recovered to the old state, {news} to the new");
+    eprintln!(
+        "crash harness: {steps} steps; {olds} recovered to the old state, {news} to the new; \
+         {confmem_races} stopped with the config memory staged and committed"
+    );
     assert!(olds > 0 && news > 0, "both outcomes must occur");
+    assert!(
+        confmem_races > 0,
+        "a crash between the commit point and the config memory's rename"
+    );
     portage_reads_cleanly(&kept);
+}
+
+/// A journal with `COMMIT` whose staged config memory is still there.
+fn committed_with_staged_confmem(root: &Path) -> bool {
+    let Ok(journals) = fs::read_dir(root.join("var/db/.vartree")) else {
+        return false;
+    };
+    let committed = journals
+        .filter_map(Result::ok)
+        .any(|j| fs::read_to_string(j.path()).is_ok_and(|s| s.lines().any(|l| l == "COMMIT")));
+    committed
+        && fs::read_dir(root.join("var/lib/portage")).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().contains(".vartree"))
+        })
+}
+
+fn md5_of(data: &[u8]) -> String {
+    let o = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().unwrap(), data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 fn portage_python() -> Option<PathBuf> {

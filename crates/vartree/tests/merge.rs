@@ -343,56 +343,228 @@ fn failure_while_staging_rolls_back() {
     no_temp_names(r);
 }
 
+/// Merge events are not needed by the library-level tests.
+struct Quiet;
+impl vdb::db::Reporter for Quiet {
+    fn warn(&self, _: vdb::db::Warning) {}
+}
+impl merge::MergeReporter for Quiet {
+    fn event(&self, _: merge::MergeEvent) {}
+}
+
+/// What the reader threads saw.
+#[derive(Default, Debug)]
+struct Seen {
+    /// Successful resolutions through a symlink (`lstat`, `readlink`,
+    /// `stat`, `open` + read) and opens of regular files.
+    link_ops: u64,
+    file_ops: u64,
+    /// Failures by kind (ENOENT above all).
+    enoent: u64,
+    other_errors: Vec<String>,
+    /// How often a link was found pointing elsewhere, or a file holding
+    /// other content, than the last time this reader looked: the reader
+    /// really ran while the replacements happened.
+    changes: u64,
+}
+
+/// The issue's requirement, at scale: while merges replace symlinks (and
+/// regular files) 10,000 times, concurrent readers resolving them never see
+/// ENOENT. 20 merges through the library engine (the same code as `vartree
+/// merge`) of an image with 500 symlinks and 500 files, alternating between
+/// two images whose every link target and file content differ: a fresh
+/// install over unowned files, then reinstalls, upgrades and downgrades of
+/// the same slot. Each merge replaces every link and every file by a
+/// rename; the test checks after each merge that every one of them was
+/// replaced. Reader threads meanwhile `lstat`, `readlink`, `stat` and
+/// `open` (and read) through the links, and open and read the files.
 #[test]
-fn replacing_a_symlink_is_atomic() {
-    // A reader must never see the path missing while it is replaced.
+fn replacing_symlinks_and_files_is_atomic_at_scale() {
+    const LINKS: usize = 500;
+    const ROUNDS: usize = 20;
+    // One reader per spare CPU, one at least, three at most: more would
+    // only slow the merges down.
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(2, 4) - 1);
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let root = tempfile::tempdir().unwrap();
     let r = root.path().to_path_buf();
-    fs::create_dir_all(r.join("usr/bin")).unwrap();
-    symlink("old-target", r.join("usr/bin/link")).unwrap();
-    fs::write(r.join("usr/bin/file"), "old").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        let r = r.clone();
-        std::thread::spawn(move || {
-            let mut misses = 0u64;
-            let mut reads = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                reads += 1;
-                if fs::symlink_metadata(r.join("usr/bin/link")).is_err() {
-                    misses += 1;
-                }
-                if fs::symlink_metadata(r.join("usr/bin/file")).is_err() {
-                    misses += 1;
-                }
-            }
-            (reads, misses)
-        })
-    };
-    for i in 0..20 {
-        let p = pkg(
-            "a/b-1",
-            "0",
-            &[
-                ("/usr/bin/link", &format!("->target-{i}")),
-                ("/usr/bin/file", &format!("content {i}")),
-            ],
-        );
-        ok(&merge(&r, &p, &[]));
-        fs::remove_dir_all(r.join("var/db/pkg/a")).unwrap();
+    let dir = r.join("usr/lib/atomic");
+    fs::create_dir_all(&dir).unwrap();
+    // The link targets: two files no package owns, so that a link always
+    // resolves whichever of them it points to.
+    fs::write(dir.join("t0"), "t0").unwrap();
+    fs::write(dir.join("t1"), "t1").unwrap();
+    // The state before: unowned links and files the first merge replaces.
+    for i in 0..LINKS {
+        symlink("t1", dir.join(format!("l{i:04}"))).unwrap();
+        fs::write(dir.join(format!("f{i:04}")), format!("before {i}\n")).unwrap();
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (reads, misses) = reader.join().unwrap();
-    assert!(reads > 0);
-    assert_eq!(
-        misses, 0,
-        "the path was missing {misses} times in {reads} reads"
+    // Two images: link i points to t(i%2) in A and t((i+1)%2) in B; every
+    // file's content differs between them.
+    let images: Vec<Pkg> = (0..2)
+        .map(|x| {
+            let entries: Vec<(String, String)> = (0..LINKS)
+                .flat_map(|i| {
+                    [
+                        (
+                            format!("/usr/lib/atomic/l{i:04}"),
+                            format!("->t{}", (i + x) % 2),
+                        ),
+                        (
+                            format!("/usr/lib/atomic/f{i:04}"),
+                            format!("image {x} file {i}\n"),
+                        ),
+                    ]
+                })
+                .collect();
+            let refs: Vec<(&str, &str)> = entries
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            pkg("a/atomic-1", "0", &refs)
+        })
+        .collect();
+    // Build-info for a second version (upgrades and downgrades).
+    let info2 = images[1].info.parent().unwrap().join("build-info-2");
+    copy_dir(&images[1].info, &info2);
+    fs::write(info2.join("PF"), "atomic-2\n").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..readers)
+        .map(|n| {
+            let stop = stop.clone();
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut seen = Seen::default();
+                let mut last_target = vec![Vec::new(); LINKS];
+                let mut last_content = vec![Vec::new(); LINKS];
+                let note = |seen: &mut Seen, what: &str, e: std::io::Error| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        seen.enoent += 1;
+                    }
+                    if seen.other_errors.len() < 10 {
+                        seen.other_errors.push(format!("{what}: {e}"));
+                    }
+                };
+                // Each reader walks the links in its own order.
+                let mut i = n * LINKS / readers;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 7) % LINKS;
+                    let link = dir.join(format!("l{i:04}"));
+                    match fs::symlink_metadata(&link) {
+                        Ok(m) if m.file_type().is_symlink() => seen.link_ops += 1,
+                        Ok(_) => note(
+                            &mut seen,
+                            "lstat",
+                            std::io::Error::other(format!("{}: not a symlink", link.display())),
+                        ),
+                        Err(e) => note(&mut seen, "lstat", e),
+                    }
+                    match fs::read_link(&link) {
+                        Ok(t) => {
+                            seen.link_ops += 1;
+                            let t = t.into_os_string().into_encoded_bytes();
+                            if !last_target[i].is_empty() && last_target[i] != t {
+                                seen.changes += 1;
+                            }
+                            last_target[i] = t;
+                        }
+                        Err(e) => note(&mut seen, "readlink", e),
+                    }
+                    match fs::metadata(&link) {
+                        Ok(_) => seen.link_ops += 1,
+                        Err(e) => note(&mut seen, "stat through the link", e),
+                    }
+                    match fs::read(&link) {
+                        Ok(_) => seen.link_ops += 1,
+                        Err(e) => note(&mut seen, "open through the link", e),
+                    }
+                    match fs::read(dir.join(format!("f{i:04}"))) {
+                        Ok(c) => {
+                            seen.file_ops += 1;
+                            if !last_content[i].is_empty() && last_content[i] != c {
+                                seen.changes += 1;
+                            }
+                            last_content[i] = c;
+                        }
+                        Err(e) => note(&mut seen, "open a file", e),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+
+    let started = std::time::Instant::now();
+    let (mut link_replacements, mut file_replacements) = (0usize, 0usize);
+    for round in 0..ROUNDS {
+        let x = round % 2;
+        // 1, 1 (reinstall), 2 (upgrade), 2 (reinstall), 1 (downgrade), …
+        let info = if (round / 2) % 2 == 0 {
+            &images[0].info
+        } else {
+            &info2
+        };
+        let mut opts = merge::MergeOptions::new(&r, &images[x].image, info);
+        opts.sync = merge::SyncMode::Never;
+        let out =
+            merge::merge_image(&opts, &Quiet).unwrap_or_else(|e| panic!("merge {round}: {e}"));
+        assert_eq!(out.contents.len(), 2 * LINKS + 3, "merge {round}");
+        assert_eq!(out.identical, 0, "merge {round}: every file changed");
+        // Every link and every file was replaced by this merge.
+        for i in 0..LINKS {
+            let t = fs::read_link(dir.join(format!("l{i:04}"))).unwrap();
+            assert_eq!(t, Path::new(&format!("t{}", (i + x) % 2)), "merge {round}");
+            link_replacements += 1;
+            let c = fs::read(dir.join(format!("f{i:04}"))).unwrap();
+            assert_eq!(c, format!("image {x} file {i}\n").as_bytes());
+            file_replacements += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Seen> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+    let total = |f: fn(&Seen) -> u64| seen.iter().map(f).sum::<u64>();
+    let (link_ops, file_ops, enoent, changes) = (
+        total(|s| s.link_ops),
+        total(|s| s.file_ops),
+        total(|s| s.enoent),
+        total(|s| s.changes),
     );
-    assert_eq!(
-        fs::read_link(r.join("usr/bin/link")).unwrap(),
-        Path::new("target-19")
+    eprintln!(
+        "{ROUNDS} merges in {elapsed:.1?}: {link_replacements} symlink and \
+         {file_replacements} file replacements; readers: {link_ops} resolutions \
+         through links, {file_ops} file opens, {changes} changes seen, {enoent} ENOENT"
     );
+    assert_eq!(link_replacements, 10_000);
+    assert_eq!(file_replacements, 10_000);
+    let errors: Vec<&String> = seen.iter().flat_map(|s| &s.other_errors).collect();
+    assert_eq!(enoent, 0, "ENOENT while replacing: {errors:?}");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        link_ops >= 20_000 && file_ops >= 5_000,
+        "the readers did too little to show anything: {seen:?}"
+    );
+    assert!(
+        changes >= 1_000,
+        "the readers hardly overlapped with the replacements: {seen:?}"
+    );
+    // The package is installed once, as the last version merged.
+    let names: Vec<_> = fs::read_dir(r.join("var/db/pkg/a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    no_temp_names(&r);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 #[test]
@@ -658,4 +830,129 @@ fn upgrade_rewrites_only_changed_files() {
         .collect();
     let rewritten = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(rewritten, 10);
+}
+
+/// The `"protected"` list of `merge --json`: (path, merged as).
+fn protected_json(o: &Output) -> Vec<(String, String)> {
+    ok(o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["protected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_owned(),
+                p["merged_as"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pretend_shows_the_cfg_names_the_merge_then_uses() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let p1 = pkg(
+        "app-misc/conf-1",
+        "0",
+        &[
+            ("/etc/conf/a.conf", "a 1\n"),
+            ("/etc/conf/b.conf", "b 1\n"),
+            ("/etc/conf/same.conf", "same\n"),
+        ],
+    );
+    ok(&merge(r, &p1, &[]));
+    // The administrator edits two of them.
+    fs::write(r.join("etc/conf/a.conf"), "a 1, edited\n").unwrap();
+    fs::write(r.join("etc/conf/b.conf"), "b 1, edited\n").unwrap();
+    let p2 = pkg(
+        "app-misc/conf-2",
+        "0",
+        &[
+            ("/etc/conf/a.conf", "a 2\n"),
+            ("/etc/conf/b.conf", "b 2\n"),
+            ("/etc/conf/same.conf", "same\n"),
+        ],
+    );
+    let before = snapshot(r);
+    // Nothing pending: the first names.
+    let o = merge(r, &p2, &["--pretend"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "[pretend] /etc/conf/a.conf is config-protected: would be merged as /etc/conf/._cfg0000_a.conf"
+        ) && err.contains(
+            "[pretend] /etc/conf/b.conf is config-protected: would be merged as /etc/conf/._cfg0000_b.conf"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("same.conf is config-protected"), "{err}");
+    // An update of a.conf is already pending (other content): the next
+    // number. One of b.conf with the very content of the new one: its name
+    // is reused.
+    fs::write(r.join("etc/conf/._cfg0000_a.conf"), "an older update\n").unwrap();
+    fs::write(r.join("etc/conf/._cfg0000_b.conf"), "b 2\n").unwrap();
+    let before_pending = snapshot(r);
+    let o = merge(r, &p2, &["--pretend"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "/etc/conf/a.conf is config-protected: would be merged as /etc/conf/._cfg0001_a.conf"
+        ) && err.contains(
+            "/etc/conf/b.conf is config-protected: would be merged as /etc/conf/._cfg0000_b.conf"
+        ),
+        "{err}"
+    );
+    let pretended = protected_json(&merge(r, &p2, &["--pretend", "--json"]));
+    let want = vec![
+        (
+            "/etc/conf/a.conf".to_owned(),
+            "/etc/conf/._cfg0001_a.conf".to_owned(),
+        ),
+        (
+            "/etc/conf/b.conf".to_owned(),
+            "/etc/conf/._cfg0000_b.conf".to_owned(),
+        ),
+    ];
+    assert_eq!(pretended, want);
+    // --pretend touched nothing.
+    assert_eq!(snapshot(r), before_pending);
+    let mut without_pending = before_pending.clone();
+    without_pending.retain(|k, _| !k.contains("._cfg"));
+    assert_eq!(without_pending, before);
+    // The merge itself uses exactly those names.
+    let merged = protected_json(&merge(r, &p2, &["--json"]));
+    assert_eq!(merged, pretended);
+    let read = |p: &str| fs::read_to_string(r.join(p)).unwrap();
+    assert_eq!(read("etc/conf/._cfg0001_a.conf"), "a 2\n");
+    assert_eq!(read("etc/conf/._cfg0000_a.conf"), "an older update\n");
+    assert_eq!(read("etc/conf/._cfg0000_b.conf"), "b 2\n");
+    assert_eq!(read("etc/conf/a.conf"), "a 1, edited\n");
+    assert!(!r.join("etc/conf/._cfg0002_a.conf").exists());
+    assert!(!r.join("etc/conf/._cfg0001_b.conf").exists());
+    // The administrator discards the updates; a reinstall of the same
+    // version skips them (config memory), and --pretend says so.
+    for f in ["._cfg0000_a.conf", "._cfg0001_a.conf", "._cfg0000_b.conf"] {
+        fs::remove_file(r.join("etc/conf").join(f)).unwrap();
+    }
+    let o = merge(r, &p2, &["--pretend", "--json"]);
+    assert!(protected_json(&o).is_empty());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["protected_skipped"],
+        serde_json::json!(["/etc/conf/a.conf", "/etc/conf/b.conf"])
+    );
+    let o = merge(r, &p2, &["--pretend"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(
+        "[pretend] /etc/conf/a.conf: this update was merged before and discarded (config memory); would not be merged"
+    ));
+    let o = merge(r, &p2, &["--json"]);
+    assert!(protected_json(&o).is_empty());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["protected_skipped"].as_array().unwrap().len(), 2);
+    assert!(!snapshot(r).keys().any(|k| k.contains("._cfg")));
+    no_temp_names(r);
 }

@@ -168,10 +168,13 @@ pub fn run(g: &Global, a: &InstallArgs, reporter: &dyn Reporter) -> anyhow::Resu
     merge.settings = settings;
     let opts = InstallOptions { merge, verify };
 
-    // Read every package's metadata first, to order them.
+    // Read every package's metadata first, to order them. With several
+    // packages, each is verified completely here, so that a bad one is
+    // refused before any is merged (one package is verified by its install,
+    // before anything is touched).
     let mut pkgs = Vec::new();
     for p in &a.packages {
-        pkgs.push(peek(p, &opts.verify)?);
+        pkgs.push(peek(p, &opts.verify, a.packages.len() > 1)?);
     }
     let order = order(&pkgs);
     let r = CliReporter::new(reporter, g);
@@ -180,7 +183,11 @@ pub fn run(g: &Global, a: &InstallArgs, reporter: &dyn Reporter) -> anyhow::Resu
         let path = &a.packages[i];
         let out = install_package(path, &opts, &r);
         r.clear_progress();
-        let out = out.with_context(|| format!("installing {}", path.display()))?;
+        let out = match out {
+            // A package error names the file already.
+            Err(e @ merge::MergeError::BinPkg { .. }) => return Err(e.into()),
+            out => out.with_context(|| format!("installing {}", path.display()))?,
+        };
         if !g.json {
             let replacing = if out.replaced.is_empty() {
                 String::new()

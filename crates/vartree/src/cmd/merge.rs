@@ -56,6 +56,12 @@ pub struct MergeArgs {
     /// When to flush to disk.
     #[arg(long, value_enum, default_value = "auto")]
     pub sync: SyncArg,
+    /// Also make a binary package of the image (before merging it) and
+    /// publish it into PKGDIR, as `emerge --buildpkg`.
+    #[arg(long)]
+    pub buildpkg: bool,
+    #[command(flatten)]
+    pub pack: crate::cmd::quickpkg::PackArgs,
 }
 
 pub struct CliReporter<'a> {
@@ -111,6 +117,31 @@ impl MergeReporter for CliReporter<'_> {
     }
 }
 
+/// A copy of `dir` with the `BUILD_ID` and `BINPKGMD5` of the package built
+/// from it.
+fn build_info_with_binpkg(
+    dir: &std::path::Path,
+    p: &pkgdir::Published,
+) -> anyhow::Result<tempfile::TempDir> {
+    use anyhow::Context;
+    let copy = tempfile::Builder::new()
+        .prefix("vartree-build-info.")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), copy.path().join(e.file_name()))
+                .with_context(|| format!("cannot copy {}", e.path().display()))?;
+        }
+    }
+    if let Some(id) = p.build_id {
+        std::fs::write(copy.path().join("BUILD_ID"), format!("{id}\n"))?;
+    }
+    std::fs::write(copy.path().join("BINPKGMD5"), format!("{}\n", p.md5))?;
+    Ok(copy)
+}
+
 pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result<u8> {
     let mut extra = Vec::new();
     if a.collision_protect {
@@ -123,7 +154,30 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
         extra.push("merge-use-vdb");
     }
     let settings = crate::settings::load(g, &a.settings, &extra)?;
-    let mut opts = MergeOptions::new(&g.root, &a.image, &a.build_info);
+    // --buildpkg: the package is made from the image before it is merged
+    // (a merge may move files out of the image), as Portage's package phase
+    // runs before its merge.
+    let built = if a.buildpkg && !a.pretend {
+        let packer = crate::cmd::quickpkg::Packer::new(g, &a.pack, &settings)?;
+        let (published, _, cpv) =
+            crate::cmd::package::build_and_publish(&packer, &a.image, &a.build_info)?;
+        if !g.json {
+            output::note(&format!(">>> {cpv} -> {}", published.path.display()));
+        }
+        Some(published)
+    } else {
+        None
+    };
+    // Portage records the package's BUILD_ID and BINPKGMD5 in build-info, so
+    // they reach the VDB entry; the user's build-info is copied for that.
+    let info_copy = match &built {
+        Some(p) => Some(build_info_with_binpkg(&a.build_info, p)?),
+        None => None,
+    };
+    let build_info = info_copy
+        .as_ref()
+        .map_or(a.build_info.clone(), |d| d.path().to_path_buf());
+    let mut opts = MergeOptions::new(&g.root, &a.image, &build_info);
     opts.eprefix = g.eprefix.clone().unwrap_or_default();
     opts.pretend = a.pretend;
     opts.collision_protect = settings.features.collision_protect();
@@ -156,6 +210,16 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
             "replaced": out.replaced,
             "removed": out.removed,
             "placements": placements,
+            "binpkg": built.as_ref().map(|p| json!({
+                "path": p.path.display().to_string(),
+                "build_id": p.build_id,
+                "md5": p.md5,
+            })),
+            "protected": out.protected.iter().map(|(path, as_)| json!({
+                "path": lossy(path),
+                "merged_as": lossy(as_),
+            })).collect::<Vec<_>>(),
+            "protected_skipped": out.protected_skipped.iter().map(|p| lossy(p)).collect::<Vec<_>>(),
         }))?;
     } else if out.pretend {
         if !out.replaced.is_empty() {
@@ -169,6 +233,19 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
                 "[pretend] {} {}",
                 e.kind.keyword(),
                 lossy(&e.path)
+            ));
+        }
+        for (path, as_) in &out.protected {
+            output::note(&format!(
+                "[pretend] {} is config-protected: would be merged as {}",
+                lossy(path),
+                lossy(as_)
+            ));
+        }
+        for path in &out.protected_skipped {
+            output::note(&format!(
+                "[pretend] {}: this update was merged before and discarded (config memory); would not be merged",
+                lossy(path)
             ));
         }
         output::note(&format!(

@@ -7,6 +7,8 @@ pub mod install;
 pub mod list;
 pub mod merge;
 pub mod owners;
+pub mod package;
+pub mod quickpkg;
 pub mod recover;
 pub mod size;
 pub mod unmerge;

@@ -33,8 +33,10 @@ pub fn run(g: &Global, a: &RecoverArgs, reporter: &dyn Reporter) -> anyhow::Resu
         a.pretend,
         reporter,
     )?;
+    // Then what interrupted Portage merges left, where it is provably theirs.
+    let portage = merge::leftovers::clean_portage_leftovers(&root, &vdb, a.pretend, reporter)?;
     if g.json {
-        let list: Vec<_> = done
+        let mut list: Vec<_> = done
             .iter()
             .map(|r| {
                 json!({"journal": r.journal.display().to_string(), "operation": r.kind,
@@ -42,8 +44,23 @@ pub fn run(g: &Global, a: &RecoverArgs, reporter: &dyn Reporter) -> anyhow::Resu
                        "notes": r.notes})
             })
             .collect();
+        list.extend(portage.iter().map(|p| {
+            let action = match (p.proven, a.pretend) {
+                (false, _) => "left",
+                (true, true) => "would remove",
+                (true, false) => "removed",
+            };
+            let mut removed: Vec<String> = p.files.iter().map(|f| output::lossy(f)).collect();
+            if p.proven {
+                removed.push(p.merging_dir.display().to_string());
+            }
+            json!({"journal": null, "operation": "portage merge", "package": p.cpv,
+                   "action": action, "removed": removed,
+                   "kept": p.kept.iter().map(|(path, why)| json!({"path": path, "reason": why})).collect::<Vec<_>>(),
+                   "notes": p.notes})
+        }));
         output::json(&serde_json::Value::Array(list))?;
-    } else if done.is_empty() {
+    } else if done.is_empty() && portage.is_empty() {
         output::note("vartree: nothing to recover");
     } else {
         for r in &done {
@@ -58,6 +75,30 @@ pub fn run(g: &Global, a: &RecoverArgs, reporter: &dyn Reporter) -> anyhow::Resu
                 for n in &r.notes {
                     output::note(&format!("    {n}"));
                 }
+            }
+        }
+        for p in &portage {
+            let verb = if a.pretend { "would remove" } else { "removed" };
+            output::note(&format!(
+                ">>> interrupted Portage merge of {}: {}",
+                p.cpv,
+                if p.proven {
+                    "leftovers are Portage's"
+                } else {
+                    "left alone"
+                }
+            ));
+            for f in &p.files {
+                output::note(&format!("    {verb} {}", output::lossy(f)));
+            }
+            if p.proven {
+                output::note(&format!("    {verb} {}", p.merging_dir.display()));
+            }
+            for (path, why) in &p.kept {
+                output::note(&format!("    left {path}: {why}"));
+            }
+            for n in &p.notes {
+                output::note(&format!("    {n}"));
             }
         }
     }

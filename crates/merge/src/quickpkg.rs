@@ -1,0 +1,332 @@
+//! quickpkg: a binary package of an installed package, made from the live
+//! files its CONTENTS lists (Portage's `bin/quickpkg`, `dblink.quickpkg`,
+//! `tar_contents`, `gpkg._quickpkg`).
+//!
+//! * Paths are taken in sorted order and read through [`rootfs::root::Root`],
+//!   so nothing outside ROOT is ever read.
+//! * Missing files are skipped and reported; modified files are packed as
+//!   they are now; a CONTENTS `dir` that is a symlink to a directory on the
+//!   live system is stored as a real directory.
+//! * Regular files that share an inode become hard links to the first one.
+//! * FIFOs, sockets and device nodes are skipped, as Portage does.
+//! * CONFIG_PROTECTed regular files are replaced by a placeholder text
+//!   unless `include_config`, or `include_unmodified_config` and the file's
+//!   MD5 still equals the one in CONTENTS.
+//! * xattrs of regular files are stored (PAX `SCHILY.xattr.*`), minus
+//!   `PORTAGE_XATTR_EXCLUDE`.
+//! * Sub-second mtimes are kept in xpak packages (PAX `mtime`, as Python's
+//!   tarfile writes them for Portage), not in gpkg (USTAR, as Portage).
+//! * The package metadata is every file of the VDB entry (`CONTENTS` left
+//!   out for xpak), with `CATEGORY` and `PF` set from the entry's name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use binpkg::write::{SourceEntry, WriteOptions, WriteSummary};
+use binpkg::{EntryKind, Format, Metadata};
+use rootfs::root::{DirCache, FileKind, Root};
+use vdb::contents::EntryKind as CKind;
+use vdb::db::{Reporter, VdbEntry};
+
+use crate::config::MergeSettings;
+use crate::error::MergeError;
+
+/// What Portage writes in place of an excluded config file.
+pub const CONFIG_PLACEHOLDER: &[u8] =
+    b"# empty file because --include-config=n when `quickpkg` was used\n";
+
+/// How to pack.
+#[derive(Debug, Clone)]
+pub struct QuickpkgOptions {
+    /// gpkg or xpak.
+    pub format: Format,
+    /// Compression, level, signing, fixed mtimes.
+    pub write: WriteOptions,
+    /// Pack CONFIG_PROTECTed files as they are (`--include-config=y`).
+    pub include_config: bool,
+    /// Pack CONFIG_PROTECTed files that are unchanged since they were merged
+    /// (`--include-unmodified-config=y`).
+    pub include_unmodified_config: bool,
+}
+
+/// What went into the package, and what did not.
+#[derive(Debug, Clone, Default)]
+pub struct QuickpkgReport {
+    /// Protected config files replaced by the placeholder.
+    pub excluded_config: Vec<String>,
+    /// CONTENTS paths missing from the live system.
+    pub missing: Vec<String>,
+    /// FIFOs, sockets and devices left out.
+    pub skipped: Vec<String>,
+    /// Counts and sizes.
+    pub summary: WriteSummary,
+    /// The package metadata that was written.
+    pub metadata: Metadata,
+}
+
+/// The package metadata of an installed package: every regular file of its
+/// VDB entry (without `CONTENTS` for xpak, as Portage's `xpak.xpak`).
+pub fn vdb_metadata(entry: &VdbEntry, format: Format) -> Result<Metadata, MergeError> {
+    let dir = entry.dir();
+    let io = |op, source| MergeError::Io {
+        op,
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut md = Metadata::new();
+    for de in std::fs::read_dir(dir).map_err(|e| io("list the VDB entry", e))? {
+        let de = de.map_err(|e| io("list the VDB entry", e))?;
+        let Ok(name) = de.file_name().into_string() else {
+            continue;
+        };
+        if format == Format::Xpak && name == "CONTENTS" {
+            continue;
+        }
+        if !de.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let data = std::fs::read(de.path()).map_err(|source| MergeError::Io {
+            op: "read a VDB file",
+            path: de.path(),
+            source,
+        })?;
+        md.insert(name, data);
+    }
+    let cat = format!("{}\n", entry.cpv.category());
+    let pf = format!("{}\n", entry.cpv.pf());
+    md.insert("CATEGORY".into(), cat.into_bytes());
+    md.insert("PF".into(), pf.into_bytes());
+    Ok(md)
+}
+
+/// uid or gid → name, from the text of a `passwd` or `group` file.
+pub(crate) fn parse_id_names(data: &[u8]) -> HashMap<u32, Vec<u8>> {
+    let mut map = HashMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let mut f = line.split(|&b| b == b':');
+        let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if let Some(id) = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()) {
+            map.entry(id).or_insert_with(|| name.to_vec());
+        }
+    }
+    map
+}
+
+/// Names of users or groups from a ROOT's `etc/passwd` or `etc/group`.
+fn id_names(root: &Root, file: &[u8]) -> HashMap<u32, Vec<u8>> {
+    let mut data = Vec::new();
+    let read = root
+        .open_path(file)
+        .and_then(|fd| std::fs::File::from(fd).read_to_end(&mut data));
+    match read {
+        Ok(_) => parse_id_names(&data),
+        Err(_) => HashMap::new(),
+    }
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (b"/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"/", path),
+    }
+}
+
+fn lossy(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Pack the installed package `entry` of the root at `root` into `out`.
+/// `eroot` is ROOT + EPREFIX (config protection is relative to it).
+pub fn quickpkg<W: Read + Write + Seek>(
+    root_path: &Path,
+    eroot: &Path,
+    settings: &MergeSettings,
+    entry: &VdbEntry,
+    opts: &QuickpkgOptions,
+    reporter: &dyn Reporter,
+    out: &mut W,
+) -> Result<QuickpkgReport, MergeError> {
+    let cpv = entry.cpv.to_string();
+    let root = Root::open(root_path).map_err(|source| MergeError::Io {
+        op: "open ROOT",
+        path: root_path.to_path_buf(),
+        source,
+    })?;
+    let contents = entry.contents(reporter)?;
+    let mut paths: BTreeMap<&[u8], &CKind> = BTreeMap::new();
+    for e in &contents.entries {
+        paths.insert(&e.path, &e.kind);
+    }
+    let cp = (!opts.include_config).then(|| settings.config_protect(&eroot.to_string_lossy()));
+    let root_prefix = root_path.to_string_lossy().trim_end_matches('/').to_owned();
+    let xattr_exclude: Vec<String> = settings
+        .vars
+        .get("PORTAGE_XATTR_EXCLUDE")
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let users = id_names(&root, b"/etc/passwd");
+    let groups = id_names(&root, b"/etc/group");
+    let metadata = vdb_metadata(entry, opts.format)?;
+    let mut report = QuickpkgReport::default();
+    // Portage's xpak quickpkg (Python tarfile, PAX format) keeps sub-second
+    // mtimes; its gpkg (USTAR) does not.
+    let subsec = opts.format == Format::Xpak;
+
+    let fill = |w: &mut binpkg::ImageWriter<'_>| -> Result<(), MergeError> {
+        let pack_err = |source| MergeError::Pack {
+            cpv: cpv.clone(),
+            source,
+        };
+        let mut dirs = DirCache::new(&root);
+        let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        for (&path, &kind) in &paths {
+            if let Some(sig) = rootfs::signal::pending() {
+                return Err(MergeError::PackSignal {
+                    cpv: cpv.clone(),
+                    sig,
+                });
+            }
+            let (dir, name) = split(path);
+            if name.is_empty() {
+                continue;
+            }
+            let image_path = &path[1..];
+            let Some(d) = dirs.get(dir) else {
+                report.missing.push(lossy(path));
+                continue;
+            };
+            let mut st = match d.lstat(name) {
+                Ok(st) => st,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    report.missing.push(lossy(path));
+                    continue;
+                }
+                Err(e) => return Err(MergeError::root_io("lstat", path, e)),
+            };
+            if matches!(kind, CKind::Dir) && st.kind == FileKind::Symlink {
+                // A directory of the image that is a symlink to a directory
+                // here: stored as the directory it leads to.
+                if let Some(target) = dirs.get(path) {
+                    if let Ok(s) = target.raw_stat() {
+                        st = rootfs::root::entry_stat(&s);
+                    }
+                }
+            }
+            let uname = users.get(&st.uid).map(Vec::as_slice).unwrap_or(b"");
+            let gname = groups.get(&st.gid).map(Vec::as_slice).unwrap_or(b"");
+            let base = SourceEntry {
+                mode: st.mode & 0o7777,
+                uid: u64::from(st.uid),
+                gid: u64::from(st.gid),
+                uname,
+                gname,
+                mtime: st.mtime,
+                mtime_nsec: if subsec { st.mtime_nsec } else { 0 },
+                ..SourceEntry::new(image_path, EntryKind::Dir)
+            };
+            match st.kind {
+                FileKind::Directory => w.append(&base, None).map_err(pack_err)?,
+                FileKind::Symlink => {
+                    let target = d
+                        .readlink(name)
+                        .map_err(|e| MergeError::root_io("readlink", path, e))?;
+                    let e = SourceEntry {
+                        kind: EntryKind::Symlink,
+                        link_target: &target,
+                        ..base
+                    };
+                    w.append(&e, None).map_err(pack_err)?;
+                }
+                FileKind::Regular => {
+                    let key = (st.id.dev, st.id.ino);
+                    if st.nlink > 1 {
+                        if let Some(first) = inodes.get(&key) {
+                            let e = SourceEntry {
+                                kind: EntryKind::Hardlink,
+                                link_target: first,
+                                ..base
+                            };
+                            w.append(&e, None).map_err(pack_err)?;
+                            continue;
+                        }
+                    }
+                    let mut file = d
+                        .open_file(name)
+                        .map_err(|e| MergeError::root_io("open", path, e))?;
+                    let protected = cp.as_ref().is_some_and(|cp| {
+                        cp.is_protected(&format!("{root_prefix}{}", lossy(path)))
+                    });
+                    let keep = protected
+                        && opts.include_unmodified_config
+                        && match kind {
+                            CKind::Obj { md5, .. } => {
+                                let cur = vdb::digest::md5_hex_reader(&mut file, &mut buf)
+                                    .map_err(|e| MergeError::root_io("read", path, e))?;
+                                file.rewind()
+                                    .map_err(|e| MergeError::root_io("read", path, e))?;
+                                cur.eq_ignore_ascii_case(&String::from_utf8_lossy(md5))
+                            }
+                            _ => false,
+                        };
+                    if protected && !keep {
+                        report.excluded_config.push(lossy(path));
+                        let e = SourceEntry {
+                            kind: EntryKind::File,
+                            size: CONFIG_PLACEHOLDER.len() as u64,
+                            ..base
+                        };
+                        let mut text = CONFIG_PLACEHOLDER;
+                        w.append(&e, Some(&mut text)).map_err(pack_err)?;
+                        continue;
+                    }
+                    // What was opened is what gets packed: size, mode and
+                    // times from the open file.
+                    let fst = rustix::fs::fstat(&file)
+                        .map_err(|e| MergeError::root_io("stat", path, e.into()))?;
+                    let st2 = rootfs::root::entry_stat(&fst);
+                    if st2.kind != FileKind::Regular {
+                        report.missing.push(lossy(path));
+                        continue;
+                    }
+                    let mut xattrs = rootfs::dir::read_xattrs(file.as_fd())
+                        .map_err(|e| MergeError::root_io("read the xattrs of", path, e))?;
+                    xattrs.retain(|(k, _)| {
+                        let k = String::from_utf8_lossy(k);
+                        !xattr_exclude.iter().any(|p| crate::mask::fnmatch(&k, p))
+                    });
+                    xattrs.sort();
+                    let e = SourceEntry {
+                        kind: EntryKind::File,
+                        mode: st2.mode & 0o7777,
+                        uid: u64::from(st2.uid),
+                        gid: u64::from(st2.gid),
+                        mtime: st2.mtime,
+                        mtime_nsec: if subsec { st2.mtime_nsec } else { 0 },
+                        size: st2.size,
+                        xattrs: &xattrs,
+                        ..base
+                    };
+                    w.append(&e, Some(&mut file)).map_err(pack_err)?;
+                    if st2.nlink > 1 {
+                        inodes.insert((st2.id.dev, st2.id.ino), image_path.to_vec());
+                    }
+                }
+                _ => report.skipped.push(lossy(path)),
+            }
+        }
+        Ok(())
+    };
+    let summary = match opts.format {
+        Format::Gpkg => binpkg::write_gpkg(out, entry.cpv.pf(), &metadata, &opts.write, fill)?,
+        Format::Xpak => binpkg::write_xpak(out, &metadata, &opts.write, fill)?,
+    };
+    report.summary = summary;
+    report.metadata = metadata;
+    Ok(report)
+}
