@@ -484,6 +484,7 @@ impl PendingPackage {
             index = PackageIndex::new();
             index.header = self.pkgdir.header_defaults();
         }
+        self.reconcile(&mut index);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -579,6 +580,65 @@ impl PendingPackage {
             size,
             mtime,
         })
+    }
+
+    /// Adds to `index` the whole packages of this directory that it does
+    /// not list: a publisher killed between giving a package its name and
+    /// replacing `Packages` leaves one, and the next publish into the same
+    /// directory completes its work. Files that are not whole, verified
+    /// packages of a valid CPV are left alone (Portage reports them).
+    fn reconcile(&self, index: &mut PackageIndex) {
+        let listed: std::collections::HashSet<&str> = index
+            .packages
+            .iter()
+            .filter_map(|e| e.get("PATH").map(String::as_str))
+            .collect();
+        let Ok(rd) = std::fs::read_dir(&self.dir.path) else {
+            return;
+        };
+        let mut missing = Vec::new();
+        for de in rd.flatten() {
+            let name = de.file_name().to_string_lossy().into_owned();
+            let is_pkg = [".gpkg.tar", ".xpak", ".tbz2"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+            let rel = format!("{}/{name}", self.rel_dir);
+            if is_pkg && !name.starts_with('.') && !listed.contains(rel.as_str()) {
+                missing.push((de.path(), rel));
+            }
+        }
+        for (path, rel) in missing {
+            let opts = binpkg::VerifyOptions {
+                signature: binpkg::SignaturePolicy::Ignore,
+                basename: binpkg::BasenameCheck::Any,
+                skip_image_prescan: true,
+                ..binpkg::VerifyOptions::default()
+            };
+            let Ok(pkg) = binpkg::open(&path, &opts) else {
+                continue;
+            };
+            let Ok(cpv) = pkg.cpv() else { continue };
+            let meta = IndexMetadata::from_raw(cpv.clone(), pkg.metadata());
+            let Ok(mut entry) = index::metadata_entry(&cpv, &meta.keys) else {
+                continue;
+            };
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let (Ok((md5, sha1, size)), Ok(st)) = (fsops::digest(&file), file.metadata()) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            let info = FileInfo {
+                path: rel,
+                md5,
+                sha1,
+                size,
+                mtime: st.mtime(),
+            };
+            index::apply_file_info(&mut entry, &info);
+            index.insert(entry);
+        }
     }
 
     /// Writes the new `Packages` (and `Packages.gz`) under temporary names.

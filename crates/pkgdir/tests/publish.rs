@@ -370,11 +370,16 @@ MTIME: 1795253565\nREPO: gentoo\n\n";
     assert!(!text.contains("REPO_REVISIONS"));
     let new_block = text.split("\n\n").find(|b| b.contains("refpkg")).unwrap();
     assert!(!new_block.contains("CHOST"), "{new_block}");
-    // An index of an unknown version is started over.
+    // An index of an unknown version is started over (with the packages
+    // of the directory published into, the earlier one included).
     fs::write(t.path().join("Packages"), "VERSION: 1\n\nCPV: a/b-1\n\n").unwrap();
     publish_bytes(&dir, &data, &meta, Format::Gpkg);
     let index = dir.read_index().unwrap();
-    assert_eq!(index.packages.len(), 1);
+    assert_eq!(index.packages.len(), 2);
+    assert!(index
+        .packages
+        .iter()
+        .all(|e| e["CPV"] == "app-misc/refpkg-1.0-r1"));
     assert_eq!(index.header["VERSION"], "0");
 }
 
@@ -424,4 +429,49 @@ fn index_symlink_is_followed() {
     assert!(fs::read_to_string(real.join("Packages"))
         .unwrap()
         .contains("refpkg"));
+}
+
+/// A publisher killed after naming its package but before replacing
+/// `Packages` leaves a whole package the index does not list; the next
+/// publish into the same directory adds it. Damaged files are left out.
+#[test]
+fn next_publish_indexes_a_package_a_crash_left_unlisted() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("pkgdir");
+    let dir = PkgDir::new(&root, opts(false));
+    let (gpkg, gmeta) = load_corpus("refpkg-1.0-r1-zstd.gpkg.tar");
+    let a = publish_bytes(&dir, &gpkg, &gmeta, Format::Gpkg);
+    let before = fs::read(root.join("Packages")).unwrap();
+    let b = publish_bytes(&dir, &gpkg, &gmeta, Format::Gpkg);
+    // The crash: b has its name, Packages is the one from before.
+    fs::write(root.join("Packages"), &before).unwrap();
+    // A damaged file beside them is not indexed.
+    fs::write(
+        root.join("app-misc/refpkg/refpkg-1.0-r1-9.gpkg.tar"),
+        b"junk",
+    )
+    .unwrap();
+    let c = publish_bytes(&dir, &gpkg, &gmeta, Format::Gpkg);
+    let index = dir.read_index().unwrap();
+    let paths: std::collections::BTreeSet<&str> =
+        index.packages.iter().map(|e| e["PATH"].as_str()).collect();
+    let want: std::collections::BTreeSet<&str> = [
+        a.rel_path.as_str(),
+        b.rel_path.as_str(),
+        c.rel_path.as_str(),
+    ]
+    .into();
+    assert_eq!(paths, want);
+    assert_eq!(
+        c.build_id,
+        Some(10),
+        "ids continue after the highest file name"
+    );
+    let e = index
+        .packages
+        .iter()
+        .find(|e| e["PATH"] == b.rel_path)
+        .unwrap();
+    assert_eq!(e["MD5"], b.md5);
+    assert_eq!(e["SIZE"], b.size.to_string());
 }
