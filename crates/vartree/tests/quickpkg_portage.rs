@@ -343,6 +343,30 @@ fn quickpkg_packages_equal_portages_and_portage_installs_them() {
                 a, b,
                 "{format}-{cfg}: vartree's install differs from Portage's"
             );
+            // And Portage's freshly made package, installed by vartree,
+            // gives what Portage's install of it gives.
+            let rvp = case.join("root-portage-pkg-by-vartree");
+            fs::create_dir_all(&rvp).unwrap();
+            let o = vartree(&rvp)
+                .args(["install", "--sync", "never"])
+                .arg(&portage_pkg)
+                .output()
+                .unwrap();
+            ok("vartree install of Portage's package", &o);
+            let mut c = strip_ino(&dump(&py, &rvp));
+            let mut d = strip_ino(&dp);
+            for m in [&mut c, &mut d] {
+                m.remove("/etc/env.d");
+                for e in m.values_mut() {
+                    if e["type"] == "sym" {
+                        e.as_object_mut().unwrap().remove("mtime_ns");
+                    }
+                }
+            }
+            assert_eq!(
+                c, d,
+                "{format}-{cfg}: vartree's install of Portage's package differs"
+            );
             cases += 1;
         }
     }
