@@ -72,8 +72,15 @@ def default_workdir():
 
 
 def fs_type(path):
-    p = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
-    return p.stdout.strip() or "?"
+    """The filesystem type (findmnt; stat -f says "ext2/ext3" for ext4)."""
+    for cmd in (["findmnt", "-no", "FSTYPE", "-T", path], ["stat", "-f", "-c", "%T", path]):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError:
+            continue
+        if p.returncode == 0 and p.stdout.strip():
+            return p.stdout.split()[0]
+    return "?"
 
 
 def vt_env():

@@ -22,7 +22,7 @@ chmod 0755 "$work/src/image/usr/bin/hello"
 find "$work/src" -exec touch -h -d @1700000000 {} +
 "$bin" --root "$work/unused-root" --quiet package \
     --image "$work/src/image" --build-info "$work/src/build-info" \
-    --pkgdir "$work/pkgdir" --reproducible --umask 022 \
+    --pkgdir "$work/pkgdir" --reproducible \
     --features=-binpkg-multi-instance >/dev/null
 cp "$work/pkgdir/app-misc/hello-1.0.gpkg.tar" "$out"
 echo "$out"

@@ -158,7 +158,7 @@ pub fn run(g: &Global, a: &MergeArgs, reporter: &dyn Reporter) -> anyhow::Result
     // (a merge may move files out of the image), as Portage's package phase
     // runs before its merge.
     let built = if a.buildpkg && !a.pretend {
-        let packer = crate::cmd::quickpkg::Packer::new(g, &a.pack, &settings)?;
+        let packer = crate::cmd::quickpkg::Packer::new(g, &a.pack, &settings, 0o022)?;
         let (published, _, cpv) =
             crate::cmd::package::build_and_publish(&packer, &a.image, &a.build_info)?;
         if !g.json {

@@ -80,7 +80,7 @@ pub fn build_and_publish(
 
 pub fn run(g: &Global, a: &PackageArgs) -> anyhow::Result<u8> {
     let settings = crate::settings::load(g, &a.settings, &[])?;
-    let packer = Packer::new(g, &a.pack, &settings)?;
+    let packer = Packer::new(g, &a.pack, &settings, 0o022)?;
     let (published, summary, cpv) = build_and_publish(&packer, &a.image, &a.build_info)?;
     if g.json {
         output::json(&json!({

@@ -48,9 +48,11 @@ pub struct PackArgs {
     /// A file holding the passphrase of --sign-key.
     #[arg(long, value_name = "FILE", requires = "sign_key")]
     pub sign_passphrase_file: Option<PathBuf>,
-    /// umask for package files (Portage's quickpkg default 0077).
-    #[arg(long, value_name = "OCTAL", default_value = "0077", value_parser = parse_umask)]
-    pub umask: u32,
+    /// umask for package files (default: 0077 for quickpkg, as Portage's
+    /// quickpkg; 0022 for package and merge --buildpkg). PKGDIR's group
+    /// bits are added, as Portage does.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_umask)]
+    pub umask: Option<u32>,
 }
 
 fn parse_umask(s: &str) -> Result<u32, String> {
@@ -95,7 +97,13 @@ pub struct Packer {
 }
 
 impl Packer {
-    pub fn new(g: &Global, a: &PackArgs, settings: &MergeSettings) -> anyhow::Result<Packer> {
+    /// `default_umask` applies when `--umask` is not given.
+    pub fn new(
+        g: &Global,
+        a: &PackArgs,
+        settings: &MergeSettings,
+        default_umask: u32,
+    ) -> anyhow::Result<Packer> {
         let var = |k: &str| settings.vars.get(k).map(|v| v.trim().to_owned());
         let format = match a.format {
             Some(FormatArg::Gpkg) => binpkg::Format::Gpkg,
@@ -168,7 +176,7 @@ impl Packer {
         let publish = pkgdir::PublishOptions {
             multi_instance: settings.features.binpkg_multi_instance(),
             compress_index: settings.features.compress_index(),
-            umask: a.umask,
+            umask: a.umask.unwrap_or(default_umask),
             ..pkgdir::PublishOptions::default()
         };
         Ok(Packer {
@@ -201,7 +209,7 @@ impl Packer {
 
 pub fn run(g: &Global, a: &QuickpkgArgs, reporter: &dyn Reporter) -> anyhow::Result<u8> {
     let settings = crate::settings::load(g, &a.settings, &[])?;
-    let packer = Packer::new(g, &a.pack, &settings)?;
+    let packer = Packer::new(g, &a.pack, &settings, 0o077)?;
     let vdb = crate::cmd::open_vdb(g);
     let entries = crate::select::select(&vdb, &a.atoms, reporter)?;
     if entries.is_empty() {
