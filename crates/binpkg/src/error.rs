@@ -525,7 +525,7 @@ impl ErrorKind {
                 "the package is damaged or was written by a broken tool: download or build it again"
             }
             Limit { .. } => {
-                "the package may be a decompression bomb; if it is legitimate, raise the limit in Limits"
+                "the package may be a decompression bomb; do not install it (a library caller can raise binpkg::Limits for a legitimate package)"
             }
             BadMetadataEntry { .. } | MissingMetadataKey { .. } | BadCpv { .. } => {
                 "the package metadata is damaged: rebuild the package"
