@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use rootfs::root::{DirHandle, EntryStat, FileKind, Root};
 use vdb::contents::{ContentsEntry, EntryKind};
 use vdb::owners::PackageKeys;
+use vdb::state::{StatePaths, PORTAGE_LIB_DIR};
 
 use crate::engine::{Action, ImageFacts, MergePlan, VdbHint};
 use crate::error::MergeError;
@@ -39,23 +40,20 @@ fn md5_of(dir: &DirHandle, name: &[u8]) -> Option<String> {
 }
 
 impl ProtectCtx {
-    /// `root` is ROOT; `eroot` ROOT + EPREFIX. `installed` is the CONTENTS of
-    /// the instance being replaced (highest COUNTER in the slot), if any.
+    /// `root` is ROOT; `state` gives ROOT + EPREFIX. `installed` is the
+    /// CONTENTS of the instance being replaced (highest COUNTER in the
+    /// slot), if any.
     pub fn new(
         root: &std::path::Path,
-        eroot: &std::path::Path,
+        state: &StatePaths,
         eprefix: &[u8],
         settings: &crate::config::MergeSettings,
         installed: Option<&[ContentsEntry]>,
         downgrade: bool,
     ) -> Result<Self, MergeError> {
         let root_prefix = root.to_string_lossy().trim_end_matches('/').to_owned();
-        let cp = settings.config_protect(&eroot.to_string_lossy());
-        let confmem = Confmem::load(eroot).map_err(|e| MergeError::Io {
-            op: "read config memory",
-            path: vdb::lock::fs_lock_path(eroot),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let cp = settings.config_protect(&state.eroot().to_string_lossy());
+        let confmem = load_confmem(state)?;
         let installed = installed.map(|entries| Installed {
             keys: PackageKeys::new(entries, eprefix),
             kinds: entries
@@ -76,12 +74,8 @@ impl ProtectCtx {
 
     /// Read the config memory again (under the VDB lock, before the plan
     /// is checked again): another merge may have changed it since.
-    pub fn reload_confmem(&mut self, eroot: &std::path::Path) -> Result<(), MergeError> {
-        self.confmem = Confmem::load(eroot).map_err(|e| MergeError::Io {
-            op: "read config memory",
-            path: vdb::lock::fs_lock_path(eroot),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    pub fn reload_confmem(&mut self, state: &StatePaths) -> Result<(), MergeError> {
+        self.confmem = load_confmem(state)?;
         Ok(())
     }
 
@@ -292,30 +286,39 @@ impl ProtectCtx {
     }
 }
 
+/// The config memory as it is now (a missing file is empty).
+fn load_confmem(state: &StatePaths) -> Result<Confmem, MergeError> {
+    Confmem::load(state).map_err(|e| MergeError::Io {
+        op: "read config memory",
+        path: state.lexical(crate::protect::CONFMEM_PATH),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// `EROOT/var/lib/portage/config` resolved inside ROOT (its last component
+/// not followed: it is locked and renamed over).
+pub fn confmem_path(state: &StatePaths) -> Result<std::path::PathBuf, MergeError> {
+    Ok(state.entry(crate::protect::CONFMEM_PATH)?)
+}
+
 /// Apply config-memory changes under the fs lock (Portage's
 /// `var/lib/portage/config`, which is also the lock file). Idempotent.
 pub fn store_confmem_updates(
-    eroot: &std::path::Path,
+    state: &StatePaths,
     updates: &[(String, crate::protect::ConfmemUpdate)],
 ) -> Result<Vec<String>, MergeError> {
     if updates.is_empty() {
         return Ok(Vec::new());
     }
-    let path = vdb::lock::fs_lock_path(eroot);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| MergeError::Io {
-            op: "create directory",
-            path: dir.to_owned(),
-            source: e,
-        })?;
-    }
-    let _lock = vdb::lock::fs_lock(eroot, |_| {})?;
+    state.create_dir(PORTAGE_LIB_DIR)?;
+    let path = confmem_path(state)?;
+    let _lock = vdb::lock::fs_lock(state, |_| {})?;
     let io = |e: crate::protect::ProtectIoError| MergeError::Io {
         op: "update config memory",
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),
     };
-    let mut confmem = Confmem::load(eroot).map_err(io)?;
+    let mut confmem = Confmem::load(state).map_err(io)?;
     for (p, u) in updates {
         match u {
             crate::protect::ConfmemUpdate::Remember(md5) => {
@@ -331,7 +334,7 @@ pub fn store_confmem_updates(
     let mut skipped = Vec::new();
     if confmem.is_modified() {
         skipped = confmem
-            .store(eroot)
+            .store(state)
             .map_err(io)?
             .into_iter()
             .map(|s| format!("{s:?}"))
@@ -362,9 +365,17 @@ pub fn staged_confmem_name(tx: &str) -> Vec<u8> {
     format!(".vartree.{tx}.config").into_bytes()
 }
 
-fn confmem_dir(eroot: &std::path::Path) -> std::path::PathBuf {
-    let path = vdb::lock::fs_lock_path(eroot);
-    path.parent().map(|p| p.to_owned()).unwrap_or(path)
+/// Whether `name` (read back from a journal, which lives in ROOT and may
+/// have been forged) can be the name [`staged_confmem_name`] gives: a
+/// single dot-name component, so that it never leads out of
+/// `var/lib/portage`.
+fn is_staged_confmem_name(name: &[u8]) -> bool {
+    name.starts_with(b".vartree.") && name.ends_with(b".config") && !name.contains(&b'/')
+}
+
+/// `EROOT/var/lib/portage` resolved inside ROOT.
+fn confmem_dir(state: &StatePaths) -> Result<std::path::PathBuf, MergeError> {
+    Ok(state.path(PORTAGE_LIB_DIR)?)
 }
 
 /// The new config memory of a merge, written under a temp name before the
@@ -374,7 +385,7 @@ fn confmem_dir(eroot: &std::path::Path) -> std::path::PathBuf {
 /// lock on that file) until the rename, so that nobody changes the memory
 /// in between.
 pub struct ConfmemStage {
-    eroot: std::path::PathBuf,
+    state: StatePaths,
     name: Vec<u8>,
     created: u8,
     lock: Option<vdb::lock::FileLock>,
@@ -390,7 +401,7 @@ impl ConfmemStage {
     /// Undo (before the commit point): remove the staged file, and what was
     /// created only to take the lock.
     pub fn rollback(mut self) {
-        undo_staged_confmem(&self.eroot, &self.name, self.created, self.lock.take());
+        undo_staged_confmem(&self.state, &self.name, self.created, self.lock.take());
     }
 }
 
@@ -399,19 +410,23 @@ impl ConfmemStage {
 /// each if empty). Used by a failing merge and by `recover` rolling one
 /// back.
 pub fn undo_staged_confmem(
-    eroot: &std::path::Path,
+    state: &StatePaths,
     name: &[u8],
     created: u8,
     lock: Option<vdb::lock::FileLock>,
 ) {
     use std::os::unix::ffi::OsStrExt;
-    let dir = confmem_dir(eroot);
+    let (Ok(dir), Ok(path)) = (confmem_dir(state), confmem_path(state)) else {
+        drop(lock);
+        return;
+    };
+    if !is_staged_confmem_name(name) {
+        drop(lock);
+        return;
+    }
     let _ = std::fs::remove_file(dir.join(std::ffi::OsStr::from_bytes(name)));
-    if created >= 1 {
-        let path = vdb::lock::fs_lock_path(eroot);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
-            let _ = std::fs::remove_file(&path);
-        }
+    if created >= 1 && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = std::fs::remove_file(&path);
     }
     drop(lock);
     // The directories made for it, innermost first, each only if empty.
@@ -433,7 +448,7 @@ pub fn undo_staged_confmem(
 /// journal through `note`: the `CONFMEM` updates (for a `recover` that
 /// finds the memory changed since) and `CONFNEW`. `None`: nothing changes.
 pub fn stage_confmem(
-    eroot: &std::path::Path,
+    state: &StatePaths,
     tx: &str,
     updates: &[(String, crate::protect::ConfmemUpdate)],
     stale: &dyn Fn(&Confmem) -> Vec<String>,
@@ -441,15 +456,15 @@ pub fn stage_confmem(
     note: &mut dyn FnMut(crate::journal::Record) -> Result<(), MergeError>,
 ) -> Result<Option<ConfmemStage>, MergeError> {
     use crate::protect::ConfmemUpdate;
-    let path = vdb::lock::fs_lock_path(eroot);
-    let dir = confmem_dir(eroot);
+    let path = confmem_path(state)?;
+    let dir = confmem_dir(state)?;
     let read_err = |e: crate::protect::ProtectIoError| MergeError::Io {
         op: "read config memory",
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),
     };
     // A first look without the lock: most merges change nothing.
-    let mut peek = Confmem::load(eroot).map_err(read_err)?;
+    let mut peek = Confmem::load(state).map_err(read_err)?;
     let mut all: Vec<(String, ConfmemUpdate)> = updates.to_vec();
     all.extend(stale(&peek).into_iter().map(|p| (p, ConfmemUpdate::Forget)));
     apply_updates(&mut peek, &all);
@@ -476,19 +491,21 @@ pub fn stage_confmem(
         base: None,
     })?;
     let mut stage = ConfmemStage {
-        eroot: eroot.to_owned(),
+        state: state.clone(),
         name: name.clone(),
         created,
         lock: None,
     };
     let result = (|| {
         rootfs::crash::point("confmem directory");
-        std::fs::create_dir_all(&dir).map_err(|e| MergeError::Io {
-            op: "create directory",
-            path: dir.clone(),
-            source: e,
-        })?;
-        stage.lock = Some(vdb::lock::fs_lock(eroot, |_| {})?);
+        if state.create_dir(PORTAGE_LIB_DIR)? != dir {
+            return Err(MergeError::Io {
+                op: "create directory",
+                path: dir.clone(),
+                source: std::io::Error::other("it changed meanwhile (a concurrent change in ROOT)"),
+            });
+        }
+        stage.lock = Some(vdb::lock::fs_lock(state, |_| {})?);
         // The memory as it is now, under the lock.
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -561,6 +578,7 @@ fn write_staged(
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .mode(0o666)
         .open(&temp)
         .map_err(err("create"))?;
@@ -586,21 +604,29 @@ fn write_staged(
 /// released right after the rename, as Portage does with its in-place
 /// lock.
 pub fn complete_staged_confmem(
-    eroot: &std::path::Path,
+    state: &StatePaths,
     name: &[u8],
     base: &str,
     updates: &[(String, crate::protect::ConfmemUpdate)],
     held: Option<vdb::lock::FileLock>,
 ) -> Result<(), MergeError> {
     use std::os::unix::ffi::OsStrExt;
-    let path = vdb::lock::fs_lock_path(eroot);
-    let temp = confmem_dir(eroot).join(std::ffi::OsStr::from_bytes(name));
+    let path = confmem_path(state)?;
+    let dir = confmem_dir(state)?;
+    if !is_staged_confmem_name(name) {
+        return Err(MergeError::Io {
+            op: "use the staged config memory",
+            path: dir.join(std::ffi::OsStr::from_bytes(name)),
+            source: std::io::Error::other("not a name vartree stages the config memory under"),
+        });
+    }
+    let temp = dir.join(std::ffi::OsStr::from_bytes(name));
     if std::fs::symlink_metadata(&temp).is_err() {
         return Ok(()); // renamed already
     }
     let _lock = match held {
         Some(l) => l,
-        None => vdb::lock::fs_lock(eroot, |_| {})?,
+        None => vdb::lock::fs_lock(state, |_| {})?,
     };
     let now = match std::fs::read(&path) {
         Ok(d) => d,
@@ -616,13 +642,7 @@ pub fn complete_staged_confmem(
     if crate::protect::md5_hex(&now) != base {
         let mut confmem = Confmem::parse(&now);
         apply_updates(&mut confmem, updates);
-        write_staged(
-            &path,
-            &confmem_dir(eroot),
-            name,
-            &confmem.serialize().0,
-            false,
-        )?;
+        write_staged(&path, &dir, name, &confmem.serialize().0, false)?;
     }
     rootfs::crash::point("confmem rename");
     std::fs::rename(&temp, &path).map_err(|e| MergeError::Io {

@@ -1019,6 +1019,18 @@ fn check_collisions(
     )))
 }
 
+/// Refuse, before anything is touched, a ROOT where the package manager's
+/// state cannot be used: every state directory and the package's VDB
+/// category must exist inside ROOT or be creatable there (a symlink among
+/// them is followed inside ROOT; one that leads to nothing there is named
+/// in the error). See [`vdb::state`].
+pub fn check_state(vdb: &Vdb, cpv: &atom::Cpv) -> Result<(), MergeError> {
+    let state = vdb.state();
+    state.check_all()?;
+    state.check(&[&format!("{}/{}", vdb::db::VDB_PATH, cpv.category())])?;
+    Ok(())
+}
+
 /// Merge an image into ROOT and record it in the VDB.
 ///
 /// Hashing, planning and staging run without the VDB lock, so that several
@@ -1063,8 +1075,9 @@ pub fn merge_image(
         }
     }
     if !opts.pretend {
+        check_state(&vdb, &info.cpv)?;
         // Finish or undo interrupted transactions first.
-        let lock = vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+        let lock = vdb::lock::VdbLock::acquire(vdb.state(), |p| {
             reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
         })?;
         for r in crate::txn::recover(
@@ -1103,7 +1116,7 @@ pub fn merge_image(
         .is_some_and(|inst| info.cpv.version() < inst.cpv.version());
     let mut pctx = ProtectCtx::new(
         &opts.root,
-        vdb.eroot(),
+        vdb.state(),
         vdb.eprefix().as_os_str().as_encoded_bytes(),
         &opts.settings,
         installed_contents.as_deref(),
@@ -1153,7 +1166,7 @@ pub fn merge_image(
     let image_dev = std::fs::metadata(&opts.image)
         .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
         .unwrap_or(u64::MAX);
-    let mut journal = Journal::begin(vdb.eroot(), "merge", &cpv)?;
+    let mut journal = Journal::begin(vdb.state(), "merge", &cpv)?;
     journal.set_durable(opts.sync != SyncMode::Never);
     let mut stager = Stager {
         image: &image,
@@ -1178,9 +1191,11 @@ pub fn merge_image(
         stager.unmove();
         staged.rollback();
         if entry_begun {
-            let _ = std::fs::remove_dir_all(vdb.merging_dir(&info.cpv));
+            if let Ok(m) = vdb.merging_dir(&info.cpv) {
+                let _ = std::fs::remove_dir_all(m);
+            }
             // A category made for this package alone goes too.
-            let _ = std::fs::remove_dir(vdb.dir().join(info.cpv.category()));
+            vdb::writer::remove_category_if_empty(&vdb, info.cpv.category());
         }
         if let Some(j) = stager.journal.take() {
             let _ = j.finish();
@@ -1199,7 +1214,7 @@ pub fn merge_image(
         return Err(e);
     }
 
-    let lock = match vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+    let lock = match vdb::lock::VdbLock::acquire(vdb.state(), |p| {
         reporter.event(MergeEvent::WaitingForLock(p.to_owned()))
     }) {
         Ok(l) => l,
@@ -1225,7 +1240,7 @@ pub fn merge_image(
         }
         // The config memory as it is now (another merge may have changed
         // it while this one was staged).
-        pctx.reload_confmem(vdb.eroot())?;
+        pctx.reload_confmem(vdb.state())?;
         let now = plan_merge(
             &root,
             &image,
@@ -1301,7 +1316,7 @@ pub fn merge_image(
         };
         let tx = stager.tx.clone();
         confmem_stage = crate::cfgprotect::stage_confmem(
-            vdb.eroot(),
+            vdb.state(),
             &tx,
             &plan.confmem,
             &|cm| stale.keys(cm),

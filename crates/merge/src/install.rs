@@ -3,7 +3,8 @@
 //! `vartree merge` (moving the files out of the staging directory, so the
 //! content is written once).
 //!
-//! The staging directory is `EROOT/var/db/.vartree/unpack-PID-N/` with
+//! The staging directory is `EROOT/var/db/.vartree/unpack-PID-N/` (resolved
+//! inside ROOT, like every state path: [`vdb::state`]) with
 //! `image/` and `build-info/`; it is removed when the install ends, and a
 //! stale one (its owner's lock is gone) is removed by `recover`. With
 //! `--pretend` nothing in ROOT is touched: the package is unpacked into the
@@ -19,28 +20,31 @@ use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
 use crate::engine::{merge_image, MergeOptions, MergeOutcome, MergeReporter};
 use crate::error::MergeError;
 use crate::journal::JOURNAL_DIR;
+use vdb::state::StatePaths;
 
 /// A staging directory for one package, removed on drop.
 pub struct Staging {
     dir: PathBuf,
     _lock: rootfs::lock::LockedFile,
     lock_path: PathBuf,
-    in_root: bool,
+    /// ROOT's state, when the directory is in it.
+    in_root: Option<StatePaths>,
 }
 
 impl Staging {
     /// In `EROOT/var/db/.vartree`, or (`pretend`) in the temporary directory.
-    fn new(eroot: &Path, pretend: bool) -> Result<Staging, MergeError> {
+    fn new(state: &StatePaths, pretend: bool) -> Result<Staging, MergeError> {
         let parent = if pretend {
-            std::env::temp_dir()
+            let parent = std::env::temp_dir();
+            fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
+                op: "create directory",
+                path: parent.clone(),
+                source: e,
+            })?;
+            parent
         } else {
-            eroot.join(JOURNAL_DIR)
+            state.create_dir(JOURNAL_DIR)?
         };
-        fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
-            op: "create directory",
-            path: parent.clone(),
-            source: e,
-        })?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -67,7 +71,7 @@ impl Staging {
             dir,
             _lock: lock,
             lock_path,
-            in_root: !pretend,
+            in_root: (!pretend).then(|| state.clone()),
         })
     }
 
@@ -84,16 +88,18 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
         let _ = fs::remove_file(&self.lock_path);
-        if self.in_root {
-            crate::journal::remove_dir_if_empty(&self.lock_path);
+        if let Some(state) = &self.in_root {
+            crate::journal::remove_dir_if_empty(state);
         }
     }
 }
 
 /// Remove staging directories whose owner is gone (for `recover`).
-pub fn remove_stale_staging(eroot: &Path) -> Vec<PathBuf> {
-    let parent = eroot.join(JOURNAL_DIR);
+pub fn remove_stale_staging(state: &StatePaths) -> Vec<PathBuf> {
     let mut removed = Vec::new();
+    let Ok(parent) = state.path(JOURNAL_DIR) else {
+        return removed;
+    };
     let Ok(rd) = fs::read_dir(&parent) else {
         return removed;
     };
@@ -156,16 +162,41 @@ fn unpack(
     let top = DirHandle::open(&image).map_err(io_err("open", &image))?;
     // Directories get their final mode after their content is in place.
     let mut dir_modes: Vec<(Vec<u8>, u32, u32, u32)> = Vec::new();
-    let open_parent = |rel: &[u8]| -> io::Result<(DirHandle, Vec<u8>)> {
-        let parent = vdb::contents::dirname(rel);
-        let name = vdb::contents::basename(rel).to_vec();
-        let mut h = DirHandle::open(&image)?;
-        if parent != b"" {
-            for c in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-                h = h.open_subdir(c)?;
-            }
+    // Directory handles by image path, each directory created once: the
+    // archive lists a directory's entries together, so few are open at a
+    // time (the cache is emptied when it grows).
+    let mut dirs: std::collections::HashMap<Vec<u8>, std::rc::Rc<DirHandle>> =
+        std::collections::HashMap::new();
+    dirs.insert(Vec::new(), std::rc::Rc::new(top));
+    fn dir_at(
+        dirs: &mut std::collections::HashMap<Vec<u8>, std::rc::Rc<DirHandle>>,
+        image: &Path,
+        rel: &[u8],
+    ) -> io::Result<std::rc::Rc<DirHandle>> {
+        if let Some(h) = dirs.get(rel) {
+            return Ok(h.clone());
         }
-        Ok((h, name))
+        if dirs.len() > 512 {
+            dirs.clear();
+            dirs.insert(Vec::new(), std::rc::Rc::new(DirHandle::open(image)?));
+        }
+        let parent = dir_at(dirs, image, vdb::contents::dirname(rel))?;
+        let name = vdb::contents::basename(rel);
+        // Parents the archive does not list get 0755 root:root.
+        match parent.mkdir(name, 0o755) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+        let h = std::rc::Rc::new(parent.open_subdir(name)?);
+        dirs.insert(rel.to_vec(), h.clone());
+        Ok(h)
+    }
+    let mut open_parent = |rel: &[u8]| -> io::Result<(std::rc::Rc<DirHandle>, Vec<u8>)> {
+        let parent = vdb::contents::dirname(rel);
+        let parent = if parent == b"/" { &b""[..] } else { parent };
+        let name = vdb::contents::basename(rel).to_vec();
+        Ok((dir_at(&mut dirs, &image, parent)?, name))
     };
     let mut seen_root = false;
     pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
@@ -182,21 +213,6 @@ fn unpack(
             seen_root = true;
             dir_modes.push((Vec::new(), e.mode, e.uid as u32, e.gid as u32));
             return Ok(());
-        }
-        // Parents the archive does not list get 0755 root:root.
-        let mut p = Vec::new();
-        let comps: Vec<&[u8]> = e.path.split(|&b| b == b'/').collect();
-        for c in &comps[..comps.len() - 1] {
-            if !p.is_empty() {
-                p.push(b'/');
-            }
-            p.extend_from_slice(c);
-            let (h, name) = open_parent(&p).map_err(ioe("open directory"))?;
-            match h.mkdir(&name, 0o755) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(err) => return Err(ioe("mkdir")(err)),
-            }
         }
         let (dir, name) = open_parent(&e.path).map_err(ioe("open directory"))?;
         let mtime = FileTime {
@@ -272,7 +288,7 @@ fn unpack(
         dir.chmod(&name, mode)
             .map_err(|e| MergeError::image_io("chmod", &rel, e))?;
     }
-    let _ = (top, seen_root);
+    let _ = seen_root;
     Ok(())
 }
 
@@ -302,7 +318,11 @@ pub fn install_package(
 ) -> Result<MergeOutcome, MergeError> {
     let pkg = binpkg::open(path, &opts.verify).map_err(bin_err)?;
     let vdb = vdb::db::Vdb::new(&opts.merge.root, &opts.merge.eprefix);
-    let staging = Staging::new(vdb.eroot(), opts.merge.pretend)?;
+    if !opts.merge.pretend {
+        // Nothing is unpacked into a ROOT whose state cannot be used.
+        crate::engine::check_state(&vdb, &pkg.cpv().map_err(bin_err)?)?;
+    }
+    let staging = Staging::new(vdb.state(), opts.merge.pretend)?;
     unpack(&pkg, path, &staging, opts.merge.pretend)?;
     let mut m = opts.merge.clone();
     m.image = staging.image();

@@ -20,6 +20,9 @@
 //! COMMIT                              the commit point (fsynced)
 //! ```
 //!
+//! The journal directory is resolved inside ROOT ([`vdb::state`]) like
+//! every state path.
+//!
 //! Paths are hex-encoded bytes; directories are ROOT-relative paths of live
 //! directories (resolved inside ROOT again on recovery), image directories
 //! absolute host paths. `CONFNEW` names the new config memory, written as
@@ -40,11 +43,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rootfs::lock::LockedFile;
+use vdb::state::StatePaths;
 
 use crate::error::MergeError;
 
 /// The journal directory, relative to EROOT.
-pub const JOURNAL_DIR: &str = "var/db/.vartree";
+pub const JOURNAL_DIR: &str = vdb::state::VARTREE_DIR;
 
 /// One journal record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +118,13 @@ fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "-".into();
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.len() * 2);
+    for &x in b {
+        out.push(DIGITS[usize::from(x >> 4)] as char);
+        out.push(DIGITS[usize::from(x & 15)] as char);
+    }
+    out
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -286,6 +296,7 @@ pub fn parse(data: &[u8]) -> Vec<Record> {
 
 /// An open journal, locked by this process.
 pub struct Journal {
+    state: StatePaths,
     path: PathBuf,
     lock: Option<LockedFile>,
     written: Vec<Record>,
@@ -303,30 +314,30 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Mer
 impl Journal {
     /// Start a transaction: create and lock a new journal and record BEGIN
     /// (made durable at once, so that a crash later is always found).
-    pub fn begin(eroot: &Path, kind: &str, cpv: &str) -> Result<Journal, MergeError> {
-        let dir = eroot.join(JOURNAL_DIR);
+    pub fn begin(state: &StatePaths, kind: &str, cpv: &str) -> Result<Journal, MergeError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path = dir.join(format!("tx-{}-{nanos}.journal", std::process::id()));
+        let name = format!("tx-{}-{nanos}.journal", std::process::id());
         // Created and locked under a name `recover` ignores, then renamed:
         // a journal is never visible unlocked (otherwise a concurrent
         // `recover` could take it for an abandoned one and remove it).
-        let tmp = dir.join(format!(".tx-{}-{nanos}.new", std::process::id()));
+        let tmp_name = format!(".tx-{}-{nanos}.new", std::process::id());
         // Another process may remove the (empty) directory between our
         // mkdir and create: try again.
         let mut attempt = 0;
-        let lock = loop {
+        let (dir, tmp, lock) = loop {
             rootfs::crash::point("journal mkdir");
-            std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+            let dir = state.create_dir(JOURNAL_DIR)?;
+            let tmp = dir.join(&tmp_name);
             rootfs::crash::point("journal create");
             match LockedFile::lock(&tmp, |_| {}) {
                 // A concurrent `recover` may have taken the file for an
                 // abandoned one and removed it between its creation and
                 // our lock: then the name no longer leads to the file we
                 // locked, and we start again with a new one.
-                Ok(l) if names_locked_file(&l, &tmp) => break l,
+                Ok(l) if names_locked_file(&l, &tmp) => break (dir, tmp, l),
                 Ok(_) if attempt < 5 => attempt += 1,
                 Ok(_) => {
                     return Err(MergeError::Io {
@@ -345,7 +356,9 @@ impl Journal {
                 }
             }
         };
+        let path = dir.join(name);
         let mut j = Journal {
+            state: state.clone(),
             path: tmp.clone(),
             lock: Some(lock),
             written: Vec::new(),
@@ -421,7 +434,7 @@ impl Journal {
         rootfs::crash::point("journal remove");
         let r = std::fs::remove_file(&self.path);
         drop(self.lock.take());
-        remove_dir_if_empty(&self.path);
+        remove_dir_if_empty(&self.state);
         match r {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -440,9 +453,10 @@ fn names_locked_file(lock: &LockedFile, path: &Path) -> bool {
 }
 
 /// Remove the journal directory when no journal is left in it, so that a
-/// root carries no trace of vartree between transactions.
-pub fn remove_dir_if_empty(journal: &Path) {
-    if let Some(dir) = journal.parent() {
+/// root carries no trace of vartree between transactions. A symlink to the
+/// directory (a layout of ROOT) stays, and so does its target.
+pub fn remove_dir_if_empty(state: &StatePaths) {
+    if let Ok(dir) = state.entry(JOURNAL_DIR) {
         let _ = std::fs::remove_dir(dir);
     }
 }
@@ -450,6 +464,15 @@ pub fn remove_dir_if_empty(journal: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(&hex(&all)[..8], "00010203");
+        assert_eq!(unhex(&hex(&all)), Some(all));
+        assert_eq!(hex(b""), "-");
+        assert_eq!(unhex("-"), Some(Vec::new()));
+    }
 
     #[test]
     fn records_round_trip_and_torn_lines_are_ignored() {

@@ -155,7 +155,11 @@ fn lossy(b: &[u8]) -> String {
 /// The packages vartree's journals name (`BEGIN`, `ENTRY`), live or not.
 fn journaled_packages(vdb: &Vdb) -> HashSet<String> {
     let mut out = HashSet::new();
-    let Ok(rd) = std::fs::read_dir(vdb.eroot().join(journal::JOURNAL_DIR)) else {
+    let Ok(rd) = vdb
+        .state()
+        .path(journal::JOURNAL_DIR)
+        .and_then(|d| std::fs::read_dir(&d).map_err(|e| vdb::db::VdbError::io("list", d, e)))
+    else {
         return out;
     };
     for e in rd.filter_map(Result::ok) {
@@ -182,7 +186,7 @@ fn take_slot_locks(
     pn: &str,
     slot: Option<&str>,
 ) -> Result<Vec<vdb::lock::SidecarLock>, String> {
-    let cdir = vdb.dir().join(cat);
+    let cdir = vdb.state().category_dir(cat).map_err(|e| e.to_string())?;
     let slots: Vec<String> = match slot {
         Some(s) => vec![s.to_owned()],
         None => {
@@ -253,15 +257,19 @@ pub fn clean_portage_leftovers(
             })
         }
     };
+    // Categories, symlinked ones resolved inside ROOT.
     let mut cats: Vec<_> = rd
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|c| !c.starts_with('.'))
         .collect();
     cats.sort();
     for cat in cats {
-        let Ok(rd) = std::fs::read_dir(vdb.dir().join(&cat)) else {
+        let Some(cdir) = vdb.category_dir(&cat, reporter) else {
+            continue;
+        };
+        let Ok(rd) = std::fs::read_dir(&cdir) else {
             continue;
         };
         let mut names: Vec<_> = rd
@@ -272,7 +280,7 @@ pub fn clean_portage_leftovers(
             .collect();
         names.sort();
         for pf in names {
-            let dir = vdb.dir().join(&cat).join(format!("{MERGING_PREFIX}{pf}"));
+            let dir = cdir.join(format!("{MERGING_PREFIX}{pf}"));
             found.push((cat.clone(), pf, dir));
         }
     }
@@ -433,6 +441,8 @@ pub fn clean_portage_leftovers(
                     }
                 }
             }
+            // Named again inside ROOT (the last component not followed).
+            let dir = vdb.merging_dir(&cpv)?;
             rootfs::crash::point("remove Portage's -MERGING-");
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -446,7 +456,7 @@ pub fn clean_portage_leftovers(
                 }
             }
             // A category made for this package alone goes too.
-            let _ = std::fs::remove_dir(vdb.dir().join(&cat));
+            vdb::writer::remove_category_if_empty(vdb, &cat);
         }
         drop(locks);
         let others: Vec<String> = vdb

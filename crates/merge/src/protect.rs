@@ -910,9 +910,10 @@ impl Confmem {
         (out.into_bytes(), skipped)
     }
 
-    /// Read `EROOT/var/lib/portage/config`; a missing file is empty.
-    pub fn load(eroot: &Path) -> Result<Self, ProtectIoError> {
-        let path = eroot.join(CONFMEM_PATH);
+    /// Read `EROOT/var/lib/portage/config` (resolved inside ROOT); a
+    /// missing file is empty.
+    pub fn load(state: &vdb::state::StatePaths) -> Result<Self, ProtectIoError> {
+        let path = state_path(state)?;
         match std::fs::read(&path) {
             Ok(b) => Ok(Self::parse(&b)),
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) => Ok(Self::new()),
@@ -920,15 +921,31 @@ impl Confmem {
         }
     }
 
-    /// Atomically write `EROOT/var/lib/portage/config` (the directory must
-    /// exist). Returns the entries that were left out.
-    pub fn store(&self, eroot: &Path) -> Result<Vec<ConfmemSkip>, ProtectIoError> {
-        let path = eroot.join(CONFMEM_PATH);
+    /// Atomically write `EROOT/var/lib/portage/config` (resolved inside
+    /// ROOT; the directory must exist). Returns the entries that were left
+    /// out.
+    pub fn store(
+        &self,
+        state: &vdb::state::StatePaths,
+    ) -> Result<Vec<ConfmemSkip>, ProtectIoError> {
+        let path = state_path(state)?;
         let (data, skipped) = self.serialize();
         rootfs::atomic::write_atomic(&path, &data, rootfs::atomic::Durability::Deferred)
             .map_err(|e| ProtectIoError::new("write", &path, e.source))?;
         Ok(skipped)
     }
+}
+
+/// The config memory file, resolved inside ROOT (its last component not
+/// followed).
+fn state_path(state: &vdb::state::StatePaths) -> Result<std::path::PathBuf, ProtectIoError> {
+    state.entry(CONFMEM_PATH).map_err(|e| {
+        ProtectIoError::new(
+            "resolve inside ROOT",
+            state.lexical(CONFMEM_PATH),
+            io::Error::other(e.to_string()),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -1390,17 +1407,18 @@ mod tests {
     #[test]
     fn confmem_files() {
         let dir = tempfile::tempdir().unwrap();
-        let cm = Confmem::load(dir.path()).unwrap();
+        let state = vdb::state::StatePaths::new(dir.path(), "");
+        let cm = Confmem::load(&state).unwrap();
         assert!(cm.is_empty());
         std::fs::create_dir_all(dir.path().join("var/lib/portage")).unwrap();
         let mut cm = Confmem::new();
         cm.remember("/etc/x", NEW);
-        assert!(cm.store(dir.path()).unwrap().is_empty());
-        let back = Confmem::load(dir.path()).unwrap();
+        assert!(cm.store(&state).unwrap().is_empty());
+        let back = Confmem::load(&state).unwrap();
         assert_eq!(back.get("/etc/x"), Some(NEW));
         assert_eq!(back.len(), 1);
         let err = Confmem::new()
-            .store(&dir.path().join("missing"))
+            .store(&vdb::state::StatePaths::new(dir.path().join("missing"), ""))
             .unwrap_err();
         assert!(err.path.ends_with("var/lib/portage/config"), "{err}");
     }

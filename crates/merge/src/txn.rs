@@ -142,7 +142,7 @@ pub fn apply_commit(
     match staged {
         Some((name, Some(base))) => {
             crate::cfgprotect::complete_staged_confmem(
-                vdb.eroot(),
+                vdb.state(),
                 name,
                 base,
                 &confmem,
@@ -155,7 +155,7 @@ pub fn apply_commit(
         None => {
             drop(confmem_lock);
             if !confmem.is_empty() {
-                crate::cfgprotect::store_confmem_updates(vdb.eroot(), &confmem)?;
+                crate::cfgprotect::store_confmem_updates(vdb.state(), &confmem)?;
             }
         }
     }
@@ -175,8 +175,8 @@ pub fn apply_commit(
             path: vdb.dir().to_owned(),
             reason: format!("journal names an invalid package {cpv}: {e}"),
         })?;
-        let merging = vdb.merging_dir(&cpv);
-        let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+        let merging = vdb.merging_dir(&cpv)?;
+        let final_dir = vdb.installed_dir(cpv.category(), cpv.pf())?;
         let counter_of = |d: &Path| -> Option<i64> {
             std::fs::read_to_string(d.join("COUNTER"))
                 .ok()
@@ -215,7 +215,7 @@ pub fn apply_commit(
             } else {
                 vdb::writer::publish_merging(vdb, &cpv)?;
             }
-        } else if merging.exists() {
+        } else if std::fs::symlink_metadata(&merging).is_ok() {
             // Exchanged already: the old entry is left under -MERGING-.
             rootfs::crash::point("remove replaced entry");
             std::fs::remove_dir_all(&merging).map_err(|e| MergeError::Io {
@@ -334,19 +334,20 @@ pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
                 }
             }
             Record::ConfNew { name, created, .. } => {
-                crate::cfgprotect::undo_staged_confmem(vdb.eroot(), name, *created, None);
+                crate::cfgprotect::undo_staged_confmem(vdb.state(), name, *created, None);
             }
             Record::Entry { cpv } => {
                 if let Ok(c) = atom::Cpv::parse(cpv) {
-                    let m = vdb.merging_dir(&c);
-                    if m.exists() {
-                        rootfs::crash::point("remove -MERGING-");
-                        if std::fs::remove_dir_all(&m).is_ok() {
-                            notes.push(format!("removed {}", m.display()));
+                    if let Ok(m) = vdb.merging_dir(&c) {
+                        if std::fs::symlink_metadata(&m).is_ok() {
+                            rootfs::crash::point("remove -MERGING-");
+                            if std::fs::remove_dir_all(&m).is_ok() {
+                                notes.push(format!("removed {}", m.display()));
+                            }
                         }
                     }
                     // A category made for this package alone goes too.
-                    let _ = std::fs::remove_dir(vdb.dir().join(c.category()));
+                    vdb::writer::remove_category_if_empty(vdb, c.category());
                 }
             }
             _ => {}
@@ -376,7 +377,7 @@ pub fn recover(
     pretend: bool,
     reporter: &dyn Reporter,
 ) -> Result<Vec<Recovered>, MergeError> {
-    let dir = vdb.eroot().join(journal::JOURNAL_DIR);
+    let dir = vdb.state().path(journal::JOURNAL_DIR)?;
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -459,7 +460,7 @@ pub fn recover(
         }
         drop(lock);
         if !pretend {
-            journal::remove_dir_if_empty(&path);
+            journal::remove_dir_if_empty(vdb.state());
         }
         out.push(Recovered {
             journal: path,
@@ -471,7 +472,7 @@ pub fn recover(
     }
     if !pretend {
         // Unpacked binary packages of installs that did not finish.
-        for d in crate::install::remove_stale_staging(vdb.eroot()) {
+        for d in crate::install::remove_stale_staging(vdb.state()) {
             out.push(Recovered {
                 journal: d,
                 kind: "install".into(),
@@ -481,12 +482,12 @@ pub fn recover(
             });
         }
         // An empty journal directory (a crash right after creating it).
-        let _ = std::fs::remove_dir(&dir);
+        journal::remove_dir_if_empty(vdb.state());
     }
     Ok(out)
 }
 
-/// Start a journal, or `None` in pretend mode.
-pub fn begin(eroot: &Path, kind: &str, cpv: &str) -> Result<Journal, MergeError> {
-    Journal::begin(eroot, kind, cpv)
+/// Start a journal.
+pub fn begin(state: &vdb::state::StatePaths, kind: &str, cpv: &str) -> Result<Journal, MergeError> {
+    Journal::begin(state, kind, cpv)
 }

@@ -587,7 +587,7 @@ pub fn unmerge_files(
             item.reason = Reason::Removed;
         }
     }
-    forget_stale_confmem(vdb.eroot(), &plan)?;
+    forget_stale_confmem(vdb.state(), &plan)?;
     Ok(UnmergeOutcome {
         cpv: entry.cpv.to_string(),
         plan,
@@ -598,15 +598,15 @@ pub fn unmerge_files(
 /// Drop the confmem entries of paths this package owned and no replacing
 /// package owns (Portage's `stale_confmem`), under the fs lock.
 fn forget_stale_confmem(
-    eroot: &std::path::Path,
+    state: &vdb::state::StatePaths,
     plan: &UnmergePlan,
 ) -> Result<(), crate::MergeError> {
-    let path = vdb::lock::fs_lock_path(eroot);
+    let path = crate::cfgprotect::confmem_path(state)?;
     if !path.exists() {
         return Ok(());
     }
-    let _lock = vdb::lock::fs_lock(eroot, |_| {})?;
-    let mut confmem = crate::protect::Confmem::load(eroot).map_err(|e| crate::MergeError::Io {
+    let _lock = vdb::lock::fs_lock(state, |_| {})?;
+    let mut confmem = crate::protect::Confmem::load(state).map_err(|e| crate::MergeError::Io {
         op: "read",
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),
@@ -618,7 +618,7 @@ fn forget_stale_confmem(
         }
     }
     if changed {
-        confmem.store(eroot).map_err(|e| crate::MergeError::Io {
+        confmem.store(state).map_err(|e| crate::MergeError::Io {
             op: "write",
             path,
             source: std::io::Error::other(e.to_string()),

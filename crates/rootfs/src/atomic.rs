@@ -100,6 +100,7 @@ pub fn append(path: &Path, data: &[u8]) -> Result<(), FsError> {
     crate::crash::point("append");
     let mut f = OpenOptions::new()
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| FsError::new("open for append", path, e))?;
     f.write_all(data)

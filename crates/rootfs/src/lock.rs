@@ -231,9 +231,8 @@ impl AsFd for LockedFile {
     }
 }
 
-/// How often we attempt `O_EXCL` create / plain open before falling back to a
-/// plain `O_CREAT` open (only reached with a dangling symlink, where the former
-/// keeps failing with `EEXIST` and the latter with `ENOENT`).
+/// How often we attempt `O_EXCL` create / plain open (the file may vanish
+/// in between, each time a holder unlinks it on unlock).
 const OPEN_ATTEMPTS: usize = 16;
 
 /// Opens or creates the lock file; returns whether we created it.
@@ -241,6 +240,9 @@ const OPEN_ATTEMPTS: usize = 16;
 /// `O_CREAT|O_EXCL` is tried first so that "created" is exact rather than the
 /// result of a racy existence check. If the file exists we open it plainly; if
 /// it vanished in between (a previous holder unlinked it on unlock) we retry.
+/// A lock file that is a symlink is refused (`ELOOP`), never followed:
+/// Portage opens through it, which with a hostile link in ROOT creates or
+/// locks a file outside ROOT.
 fn open_lock_file(path: &Path, group: Option<u32>) -> Result<(File, bool), LockError> {
     let open_err = |e| LockError::new(LockOp::Open, path, e);
     for _ in 0..OPEN_ATTEMPTS {
@@ -248,6 +250,7 @@ fn open_lock_file(path: &Path, group: Option<u32>) -> Result<(File, bool), LockE
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(LOCK_FILE_MODE)
             .open(path)
         {
@@ -258,21 +261,20 @@ fn open_lock_file(path: &Path, group: Option<u32>) -> Result<(File, bool), LockE
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(open_err(e)),
         }
-        match OpenOptions::new().read(true).write(true).open(path) {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
             Ok(file) => return Ok((file, false)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(open_err(e)),
         }
     }
-    // A dangling symlink: open through it like Portage's O_CREAT open does.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(LOCK_FILE_MODE)
-        .open(path)
-        .map_err(open_err)?;
-    Ok((file, false))
+    Err(open_err(io::Error::other(
+        "the lock file kept disappearing while being opened",
+    )))
 }
 
 /// Gives a lock file we just created mode 0660 despite the umask, and the

@@ -225,8 +225,8 @@ fn each_kind_of_leftover_and_what_is_left_alone() {
     fs::create_dir_all(&baz).unwrap();
     let qux = vdb.join("-MERGING-qux-1");
     fs::create_dir_all(&qux).unwrap();
-    let bar_lock = vdb::lock::slot_lock(&root, "app-misc", "bar", "2", |_| {}).unwrap();
-    let baz_lock = vdb::lock::slot_lock(&root, "app-misc", "baz", "3", |_| {}).unwrap();
+    let bar_lock = vdb::lock::slot_lock(&st(&root), "app-misc", "bar", "2", |_| {}).unwrap();
+    let baz_lock = vdb::lock::slot_lock(&st(&root), "app-misc", "baz", "3", |_| {}).unwrap();
     let jdir = root.join("var/db/.vartree");
     fs::create_dir_all(&jdir).unwrap();
     let journal = jdir.join("tx-999999-1.journal");
@@ -650,4 +650,9 @@ fn sigkill_of_a_real_portage_merge() {
     if cross_device {
         assert!(with_new > 0, "no #new file was produced");
     }
+}
+
+/// The state paths of a root without EPREFIX.
+fn st(root: &std::path::Path) -> vdb::state::StatePaths {
+    vdb::state::StatePaths::new(root, "")
 }

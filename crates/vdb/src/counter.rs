@@ -15,9 +15,9 @@ use crate::db::{Reporter, Vdb, VdbError, Warning};
 /// `var/cache/edb/counter`, relative to EROOT.
 pub const COUNTER_PATH: &str = "var/cache/edb/counter";
 
-/// The counter file of a database.
-pub fn counter_file(vdb: &Vdb) -> PathBuf {
-    vdb.eroot().join(COUNTER_PATH)
+/// The counter file of a database, resolved inside ROOT.
+pub fn counter_file(vdb: &Vdb) -> Result<PathBuf, VdbError> {
+    vdb.state().entry(COUNTER_PATH)
 }
 
 /// Read the counter file as Portage does: the first line, trimmed. A
@@ -68,12 +68,12 @@ pub fn max_installed_counter(vdb: &Vdb, reporter: &dyn Reporter) -> Result<i64, 
 /// Allocate the next COUNTER and record it in the counter file. Must be
 /// called under the VDB lock.
 pub fn next_counter(vdb: &Vdb, reporter: &dyn Reporter) -> Result<i64, VdbError> {
-    let path = counter_file(vdb);
+    let path = vdb
+        .state()
+        .create_dir(crate::state::EDB_DIR)?
+        .join(COUNTER_PATH.rsplit('/').next().unwrap_or(COUNTER_PATH));
     let file = read_counter_file(&path, reporter);
     let next = file.max(max_installed_counter(vdb, reporter)?) + 1;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| VdbError::io("create directory", dir, e))?;
-    }
     rootfs::atomic::write_atomic(
         &path,
         next.to_string().as_bytes(),

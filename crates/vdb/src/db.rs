@@ -1,17 +1,20 @@
 //! Reading the VDB: enumerating entries and reading their keys lazily.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use atom::Cpv;
 
 use crate::contents::{self, Contents};
 use crate::metadata;
+use crate::state::StatePaths;
+use rootfs::root::Resolve;
 
 /// `var/db/pkg`, relative to EROOT.
 pub const VDB_PATH: &str = "var/db/pkg";
@@ -43,6 +46,9 @@ pub enum Warning {
     },
     /// A file or directory that could not be read.
     Unreadable { path: PathBuf, error: String },
+    /// A path of the database that leads nowhere inside ROOT (a symlink
+    /// whose target, resolved inside ROOT, is missing): read as absent.
+    OutsideRoot { path: PathBuf, reason: String },
 }
 
 impl fmt::Display for Warning {
@@ -69,6 +75,9 @@ impl fmt::Display for Warning {
             }
             Warning::Unreadable { path, error } => {
                 write!(f, "cannot read {}: {error}", path.display())
+            }
+            Warning::OutsideRoot { path, reason } => {
+                write!(f, "{}: ignored: {reason}", path.display())
             }
         }
     }
@@ -116,13 +125,22 @@ pub enum VdbError {
     },
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
+    /// A state path (under EROOT) that cannot be used inside ROOT.
+    #[error("cannot use {}: {source}", path.display())]
+    State {
+        path: PathBuf,
+        #[source]
+        source: rootfs::root::ResolveError,
+    },
 }
 
 impl VdbError {
     /// The path the error is about.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            VdbError::Io { path, .. } | VdbError::Invalid { path, .. } => Some(path),
+            VdbError::Io { path, .. }
+            | VdbError::Invalid { path, .. }
+            | VdbError::State { path, .. } => Some(path),
         }
     }
 
@@ -168,53 +186,202 @@ pub fn normalize_eprefix(eprefix: &Path) -> PathBuf {
 }
 
 /// An installed-package database at `ROOT/EPREFIX/var/db/pkg`.
+///
+/// Its paths are resolved inside ROOT ([`crate::state`]): the directory it
+/// reads is where `EROOT/var/db/pkg` leads when ROOT is the root, and a
+/// symlinked category or entry is followed inside ROOT too. Writers get
+/// their paths from [`Vdb::state`] when they use them.
 #[derive(Debug, Clone)]
 pub struct Vdb {
-    root: PathBuf,
-    eprefix: PathBuf,
-    eroot: PathBuf,
+    state: StatePaths,
     dir: PathBuf,
+    /// Why `var/db/pkg` cannot be read inside ROOT, if it cannot.
+    problem: Option<Arc<DirProblem>>,
+    /// State paths already warned about (each once).
+    warned: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+#[derive(Debug)]
+struct DirProblem {
+    /// The database cannot be read at all (an error), or is missing inside
+    /// ROOT behind a symlink (a warning; it reads as empty).
+    fatal: bool,
+    reason: String,
 }
 
 impl Vdb {
-    /// The database of `root` with `eprefix` (`""` for none). Nothing is
-    /// read yet; a missing database is simply empty.
+    /// The database of `root` with `eprefix` (`""` for none). Only its
+    /// directory is looked up (inside ROOT); a missing database is simply
+    /// empty.
     pub fn new(root: impl Into<PathBuf>, eprefix: impl AsRef<Path>) -> Vdb {
-        let root = root.into();
-        let eprefix = normalize_eprefix(eprefix.as_ref());
-        let eroot = join_root(&root, &eprefix);
-        let dir = eroot.join(VDB_PATH);
+        Vdb::with_state(StatePaths::new(root, eprefix))
+    }
+
+    /// The database of a ROOT and EPREFIX already opened.
+    pub fn with_state(state: StatePaths) -> Vdb {
+        let (dir, problem) = match state.resolve(VDB_PATH, Resolve::Follow) {
+            Ok(r) => {
+                let problem = r.dangling().and_then(|_| state.problem(VDB_PATH)).map(|e| {
+                    Arc::new(DirProblem {
+                        fatal: false,
+                        reason: error_detail(&e),
+                    })
+                });
+                (r.host_path().to_owned(), problem)
+            }
+            // No ROOT: nothing installed.
+            Err(VdbError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                (state.lexical(VDB_PATH), None)
+            }
+            Err(e) => (
+                state.lexical(VDB_PATH),
+                Some(Arc::new(DirProblem {
+                    fatal: true,
+                    reason: error_detail(&e),
+                })),
+            ),
+        };
         Vdb {
-            root,
-            eprefix,
-            eroot,
+            state,
             dir,
+            problem,
+            warned: Arc::default(),
         }
     }
 
+    /// ROOT, EPREFIX and the resolution of state paths inside ROOT.
+    pub fn state(&self) -> &StatePaths {
+        &self.state
+    }
+
     pub fn root(&self) -> &Path {
-        &self.root
+        self.state.root()
     }
     /// `""` or `/prefix`.
     pub fn eprefix(&self) -> &Path {
-        &self.eprefix
+        self.state.eprefix()
     }
-    /// ROOT joined with EPREFIX.
+    /// ROOT joined with EPREFIX, as given (not resolved: for messages and
+    /// configuration values).
     pub fn eroot(&self) -> &Path {
-        &self.eroot
+        self.state.eroot()
     }
-    /// `EROOT/var/db/pkg`.
+    /// `EROOT/var/db/pkg`, resolved inside ROOT when the database was
+    /// opened: for reading.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The directory of an entry (which may or may not exist).
-    pub fn entry_dir(&self, category: &str, pf: &str) -> PathBuf {
-        self.dir.join(category).join(pf)
+    /// `var/db/pkg/PARTS…` for reading: the plain path below [`Vdb::dir`]
+    /// while no component is a symlink, else resolved inside ROOT. `None`
+    /// when it does not lead anywhere inside ROOT.
+    fn read_path(&self, parts: &[&str]) -> Option<PathBuf> {
+        let mut p = self.dir.clone();
+        for part in parts {
+            p.push(part);
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                let r = self
+                    .state
+                    .resolve(&format!("{VDB_PATH}/{}", parts.join("/")), Resolve::Follow)
+                    .ok()?;
+                return Some(r.host_path().to_owned());
+            }
+        }
+        Some(p)
+    }
+
+    /// Whether `var/db/pkg/PARTS…` is a directory inside ROOT; a symlink
+    /// that leads nowhere inside ROOT is reported (once).
+    fn is_dir_inside(&self, ent: &fs::DirEntry, parts: &[&str], reporter: &dyn Reporter) -> bool {
+        match ent.file_type() {
+            Ok(t) if t.is_dir() => true,
+            // Portage lists with dirsonly=1, which follows symlinks: here
+            // they are followed inside ROOT.
+            Ok(t) if t.is_symlink() => {
+                let rel = format!("{VDB_PATH}/{}", parts.join("/"));
+                match self.state.resolve(&rel, Resolve::Follow) {
+                    Ok(r) if r.missing() == 0 => {
+                        fs::metadata(r.host_path()).is_ok_and(|m| m.is_dir())
+                    }
+                    Ok(r) => {
+                        if r.dangling().is_some() {
+                            if let Some(e) = self.state.problem(&rel) {
+                                self.warn_once(ent.path(), error_detail(&e), reporter);
+                            }
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        self.warn_once(ent.path(), error_detail(&e), reporter);
+                        false
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn warn_once(&self, path: PathBuf, reason: String, reporter: &dyn Reporter) {
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(path.clone()))
+            .unwrap_or(true);
+        if first {
+            reporter.warn(Warning::OutsideRoot { path, reason });
+        }
+    }
+
+    /// Whether the database can be read: an error when it cannot be at
+    /// all, `false` (reported once) when it is missing inside ROOT behind a
+    /// symlink.
+    fn usable(&self, reporter: &dyn Reporter) -> Result<bool, VdbError> {
+        match &self.problem {
+            None => Ok(true),
+            Some(p) if p.fatal => Err(VdbError::Invalid {
+                path: self.state.lexical(VDB_PATH),
+                reason: p.reason.clone(),
+            }),
+            Some(p) => {
+                self.warn_once(self.state.lexical(VDB_PATH), p.reason.clone(), reporter);
+                Ok(false)
+            }
+        }
+    }
+
+    /// A category's directory for reading: the plain path, or, when it is
+    /// a symlink, where it leads inside ROOT. `None` (a symlink leading to
+    /// nothing inside ROOT is reported once) when there is none.
+    pub fn category_dir(&self, category: &str, reporter: &dyn Reporter) -> Option<PathBuf> {
+        let plain = self.dir.join(category);
+        match fs::symlink_metadata(&plain) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let rel = format!("{VDB_PATH}/{category}");
+                match self.state.resolve(&rel, Resolve::Follow) {
+                    Ok(r) if r.missing() == 0 => Some(r.host_path().to_owned()),
+                    Ok(r) => {
+                        if r.dangling().is_some() {
+                            if let Some(e) = self.state.problem(&rel) {
+                                self.warn_once(plain, error_detail(&e), reporter);
+                            }
+                        }
+                        None
+                    }
+                    Err(e) => {
+                        self.warn_once(plain, error_detail(&e), reporter);
+                        None
+                    }
+                }
+            }
+            _ => Some(plain),
+        }
     }
 
     /// Valid category directories, sorted.
     pub fn categories(&self, reporter: &dyn Reporter) -> Result<Vec<String>, VdbError> {
+        if !self.usable(reporter)? {
+            return Ok(Vec::new());
+        }
         let rd = match fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -234,7 +401,7 @@ impl Vdb {
             if is_excluded_name(name) {
                 continue;
             }
-            if !is_dir(&ent) {
+            if !self.is_dir_inside(&ent, &[name], reporter) {
                 continue;
             }
             if !atom::is_valid_category(name) {
@@ -257,7 +424,12 @@ impl Vdb {
         category: &str,
         reporter: &dyn Reporter,
     ) -> Result<Vec<VdbEntry>, VdbError> {
-        let cdir = self.dir.join(category);
+        if !self.usable(reporter)? {
+            return Ok(Vec::new());
+        }
+        let Some(cdir) = self.category_dir(category, reporter) else {
+            return Ok(Vec::new());
+        };
         let rd = match fs::read_dir(&cdir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -290,7 +462,7 @@ impl Vdb {
                 continue;
             };
             if name.starts_with(MERGING_PREFIX) {
-                if is_dir(&ent) {
+                if self.is_dir_inside(&ent, &[category, name], &crate::db::Silent) {
                     reporter.warn(Warning::IncompleteMerge { path: ent.path() });
                 }
                 continue;
@@ -298,11 +470,19 @@ impl Vdb {
             if is_excluded_name(name) {
                 continue;
             }
-            if !is_dir(&ent) {
+            if !self.is_dir_inside(&ent, &[category, name], reporter) {
                 continue;
             }
+            let dir = if ent.file_type().is_ok_and(|t| t.is_symlink()) {
+                match self.read_path(&[category, name]) {
+                    Some(d) => d,
+                    None => continue,
+                }
+            } else {
+                ent.path()
+            };
             match Cpv::from_parts(category, name) {
-                Ok(cpv) => out.push(VdbEntry::new(cpv, ent.path())),
+                Ok(cpv) => out.push(VdbEntry::new(cpv, dir)),
                 Err(e) => reporter.warn(Warning::InvalidEntry {
                     path: ent.path(),
                     reason: e.to_string(),
@@ -324,21 +504,15 @@ impl Vdb {
 
     /// One entry by category and PF, if it exists.
     pub fn entry(&self, category: &str, pf: &str) -> Option<VdbEntry> {
+        if self.problem.is_some() {
+            return None;
+        }
         let cpv = Cpv::from_parts(category, pf).ok()?;
-        let dir = self.entry_dir(category, pf);
+        let dir = self.read_path(&[category, pf])?;
         fs::metadata(&dir)
             .ok()
             .filter(fs::Metadata::is_dir)
             .map(|_| VdbEntry::new(cpv, dir))
-    }
-}
-
-fn is_dir(ent: &fs::DirEntry) -> bool {
-    match ent.file_type() {
-        Ok(t) if t.is_dir() => true,
-        // Portage lists with dirsonly=1, which follows symlinks.
-        Ok(t) if t.is_symlink() => fs::metadata(ent.path()).is_ok_and(|m| m.is_dir()),
-        _ => false,
     }
 }
 
@@ -570,5 +744,6 @@ pub fn error_detail(e: &VdbError) -> String {
     match e {
         VdbError::Io { op, source, .. } => format!("{op}: {source}"),
         VdbError::Invalid { reason, .. } => reason.clone(),
+        VdbError::State { source, .. } => source.to_string(),
     }
 }

@@ -10,4 +10,5 @@ pub mod metadata;
 pub mod needed;
 pub mod owners;
 pub mod par;
+pub mod state;
 pub mod writer;

@@ -79,10 +79,24 @@ use std::time::Instant;
 use rootfs::lock::{is_privileged_for_group, try_lock_fd, unlock_fd, LockedFile};
 pub use rootfs::lock::{LockError, LockOp, LockOptions, Wait};
 
+use crate::db::VdbError;
+use crate::state::{StatePaths, PORTAGE_LIB_DIR, VAR_DB, VDB_DIR};
+
 /// Suffix of sidecar lock files: `DIR/.NAME` + this.
 pub const LOCK_FILE_SUFFIX: &str = ".portage_lockfile";
 
-/// `EROOT/var/db/.pkg.portage_lockfile`, the file behind Portage's VDB lock.
+/// A state path that cannot be used inside ROOT, as a lock error.
+fn state_err(op: LockOp, state: &StatePaths, rel: &str, e: VdbError) -> LockError {
+    let source = match e {
+        VdbError::Io { source, .. } => source,
+        VdbError::State { source, .. } => io::Error::other(source),
+        other => io::Error::other(other.to_string()),
+    };
+    LockError::new(op, state.lexical(rel), source)
+}
+
+/// `EROOT/var/db/.pkg.portage_lockfile`, the file behind Portage's VDB lock
+/// (as written: the locks below resolve it inside ROOT).
 pub fn vdb_lock_path(eroot: &Path) -> PathBuf {
     eroot.join("var/db/.pkg.portage_lockfile")
 }
@@ -352,28 +366,28 @@ impl VdbLock {
     /// Acquires the VDB lock, blocking. `on_wait(lock_path)` is called when the
     /// lock is busy, before blocking (e.g. to print
     /// `waiting for lock on EROOT/var/db/.pkg.portage_lockfile`).
-    /// `EROOT/var/db` is created if missing.
-    pub fn acquire(eroot: &Path, on_wait: impl FnMut(&Path)) -> Result<VdbLock, LockError> {
-        Self::acquire_with(eroot, Wait::Block, on_wait)?
-            .ok_or_else(|| would_block(&vdb_lock_path(eroot)))
+    /// `EROOT/var/db` is created if missing (inside ROOT).
+    pub fn acquire(state: &StatePaths, on_wait: impl FnMut(&Path)) -> Result<VdbLock, LockError> {
+        Self::acquire_with(state, Wait::Block, on_wait)?
+            .ok_or_else(|| would_block(&vdb_lock_path(state.eroot())))
     }
 
     /// Tries to acquire the VDB lock without waiting; `Ok(None)` if busy.
-    pub fn try_acquire(eroot: &Path) -> Result<Option<VdbLock>, LockError> {
-        Self::acquire_with(eroot, Wait::NonBlocking, |_| {})
+    pub fn try_acquire(state: &StatePaths) -> Result<Option<VdbLock>, LockError> {
+        Self::acquire_with(state, Wait::NonBlocking, |_| {})
     }
 
     /// Acquires the VDB lock with the given waiting policy; `Ok(None)` if busy
     /// and the policy gave up.
     pub fn acquire_with(
-        eroot: &Path,
+        state: &StatePaths,
         wait: Wait,
         on_wait: impl FnMut(&Path),
     ) -> Result<Option<VdbLock>, LockError> {
-        let lock_path = vdb_lock_path(eroot);
-        if let Some(dir) = lock_path.parent() {
-            fs::create_dir_all(dir).map_err(|e| LockError::new(LockOp::CreateDir, dir, e))?;
-        }
+        let dir = state
+            .create_dir(VAR_DB)
+            .map_err(|e| state_err(LockOp::CreateDir, state, VAR_DB, e))?;
+        let lock_path = dir.join(format!(".pkg{LOCK_FILE_SUFFIX}"));
         let opts = portage_lock_options(wait);
         Ok(SidecarLock::acquire_path(&lock_path, &opts, on_wait)?.map(VdbLock))
     }
@@ -407,19 +421,20 @@ pub fn lock_packages_index(
 
 /// Locks `EROOT/var/db/pkg/CAT/.PN:SLOT.portage_lockfile` (Portage's slot lock
 /// with `FEATURES=parallel-install`), creating `EROOT/var/db/pkg/CAT` if
-/// missing. Portage takes several slot locks sorted by atom string to avoid
-/// deadlocks; callers must do the same.
+/// missing (inside ROOT). Portage takes several slot locks sorted by atom
+/// string to avoid deadlocks; callers must do the same.
 pub fn slot_lock(
-    eroot: &Path,
+    state: &StatePaths,
     category: &str,
     package: &str,
     slot: &str,
     on_wait: impl FnMut(&Path),
 ) -> Result<SidecarLock, LockError> {
-    let lock_path = slot_lock_path(eroot, category, package, slot);
-    if let Some(dir) = lock_path.parent() {
-        fs::create_dir_all(dir).map_err(|e| LockError::new(LockOp::CreateDir, dir, e))?;
-    }
+    let rel = format!("{VDB_DIR}/{category}");
+    let dir = state
+        .create_dir(&rel)
+        .map_err(|e| state_err(LockOp::CreateDir, state, &rel, e))?;
+    let lock_path = dir.join(format!(".{package}:{slot}{LOCK_FILE_SUFFIX}"));
     let opts = portage_lock_options(Wait::Block);
     SidecarLock::acquire_path(&lock_path, &opts, on_wait)?.ok_or_else(|| would_block(&lock_path))
 }
@@ -486,17 +501,26 @@ pub fn lock_file(path: &Path, on_wait: impl FnOnce(&Path)) -> Result<FileLock, L
 }
 
 /// Portage's "fs" lock, `vardbapi._fs_lock()`: `EROOT/var/lib/portage/config`
-/// locked in place. `EROOT/var/lib/portage` must exist (Portage creates it with
-/// mode 02750, group `portage`, in `config._init_dirs`; that is the caller's
-/// job, not the lock's).
-pub fn fs_lock(eroot: &Path, on_wait: impl FnOnce(&Path)) -> Result<FileLock, LockError> {
-    FileLock::acquire(&fs_lock_path(eroot), on_wait)
+/// (resolved inside ROOT) locked in place. `EROOT/var/lib/portage` must exist
+/// (Portage creates it with mode 02750, group `portage`, in
+/// `config._init_dirs`; that is the caller's job, not the lock's).
+pub fn fs_lock(state: &StatePaths, on_wait: impl FnOnce(&Path)) -> Result<FileLock, LockError> {
+    FileLock::acquire(&lib_file(state, "config")?, on_wait)
 }
 
 /// The preserved-libs registry lock, `PreservedLibsRegistry.lock()`:
-/// `EROOT/var/lib/portage/preserved_libs_registry` locked in place.
-pub fn plib_lock(eroot: &Path, on_wait: impl FnOnce(&Path)) -> Result<FileLock, LockError> {
-    FileLock::acquire(&plib_lock_path(eroot), on_wait)
+/// `EROOT/var/lib/portage/preserved_libs_registry` (resolved inside ROOT)
+/// locked in place.
+pub fn plib_lock(state: &StatePaths, on_wait: impl FnOnce(&Path)) -> Result<FileLock, LockError> {
+    FileLock::acquire(&lib_file(state, "preserved_libs_registry")?, on_wait)
+}
+
+/// `EROOT/var/lib/portage/NAME`, resolved inside ROOT (NAME not followed).
+fn lib_file(state: &StatePaths, name: &str) -> Result<PathBuf, LockError> {
+    let rel = format!("{PORTAGE_LIB_DIR}/{name}");
+    state
+        .entry(&rel)
+        .map_err(|e| state_err(LockOp::Open, state, &rel, e))
 }
 
 #[cfg(test)]

@@ -6,6 +6,12 @@
 //! directory's mtime, and the directory is then renamed to `CAT/PF`. The
 //! category and `var/db/pkg` mtimes are bumped before and after each change,
 //! as Portage's `_bump_mtime` does, because cache consumers validate by them.
+//!
+//! Every path is taken from [`Vdb::state`] when it is used, so that it is
+//! resolved inside ROOT ([`crate::state`]): a symlinked `var`, `var/db`,
+//! `var/db/pkg` or category is followed as if ROOT were `/`, never out of
+//! ROOT; what is removed or renamed is named by a path whose last component
+//! is not followed.
 
 use std::fs;
 use std::io;
@@ -16,18 +22,30 @@ use atom::Cpv;
 use rootfs::atomic::{self, Durability};
 
 use crate::contents::{self, ContentsEntry};
-use crate::db::{Vdb, VdbEntry, VdbError, MERGING_PREFIX};
+use crate::db::{Vdb, VdbEntry, VdbError, MERGING_PREFIX, VDB_PATH};
 use crate::metadata;
+
+/// `var/db/pkg/CAT`, relative to EROOT.
+fn category_rel(category: &str) -> String {
+    format!("{VDB_PATH}/{category}")
+}
+
+/// `var/db/pkg/CAT/NAME`, relative to EROOT.
+fn entry_rel(category: &str, name: &str) -> String {
+    format!("{VDB_PATH}/{category}/{name}")
+}
 
 /// Set the mtime of `var/db/pkg/CAT` and `var/db/pkg` to now (Portage's
 /// `_bump_mtime`), creating the category directory when it is missing.
 pub fn bump_mtime(vdb: &Vdb, category: &str) -> Result<(), VdbError> {
-    let catdir = vdb.dir().join(category);
-    for d in [&catdir, &vdb.dir().to_path_buf()] {
+    let state = vdb.state();
+    let rel = category_rel(category);
+    let catdir = state.path(&rel)?;
+    let vdb_dir = state.path(VDB_PATH)?;
+    for d in [&catdir, &vdb_dir] {
         if let Err(e) = touch_dir(d) {
             if e.kind() == io::ErrorKind::NotFound {
-                fs::create_dir_all(&catdir)
-                    .map_err(|e| VdbError::io("create directory", &catdir, e))?;
+                state.create_dir(&rel)?;
                 return Ok(());
             }
             return Err(VdbError::io("set mtime of", d, e));
@@ -83,36 +101,57 @@ pub fn stamp_metadata(dir: &Path) -> Result<(), VdbError> {
 pub struct StagedEntry {
     cpv: Cpv,
     dir: PathBuf,
-    final_dir: PathBuf,
+    /// The resolution of `dir`, verified before each write.
+    resolved: rootfs::root::Resolved,
     durability: Durability,
 }
 
 impl Vdb {
-    /// The `-MERGING-` directory for a package.
-    pub fn merging_dir(&self, cpv: &Cpv) -> PathBuf {
-        self.dir()
-            .join(cpv.category())
-            .join(format!("{MERGING_PREFIX}{}", cpv.pf()))
+    /// The `-MERGING-` directory of a package, resolved inside ROOT (its
+    /// last component not followed): for removing or renaming it.
+    pub fn merging_dir(&self, cpv: &Cpv) -> Result<PathBuf, VdbError> {
+        self.state().entry(&merging_rel(cpv))
+    }
+
+    /// An installed entry's directory `CAT/PF`, resolved inside ROOT (its
+    /// last component not followed): for removing or renaming it.
+    pub fn installed_dir(&self, category: &str, pf: &str) -> Result<PathBuf, VdbError> {
+        self.state().entry(&entry_rel(category, pf))
     }
 
     /// Start a new entry: remove a stale `CAT/-MERGING-PF` and create it
     /// empty (Portage's `treewalk` does the same).
     pub fn begin_entry(&self, cpv: &Cpv) -> Result<StagedEntry, VdbError> {
-        let dir = self.merging_dir(cpv);
+        self.state().create_dir(&category_rel(cpv.category()))?;
+        let dir = self.merging_dir(cpv)?;
         rootfs::crash::point("begin entry");
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(VdbError::io("remove stale", &dir, e)),
         }
-        fs::create_dir_all(&dir).map_err(|e| VdbError::io("create directory", &dir, e))?;
+        fs::create_dir(&dir).map_err(|e| VdbError::io("create directory", &dir, e))?;
+        let resolved = self
+            .state()
+            .resolve(&merging_rel(cpv), rootfs::root::Resolve::NoFollowLast)?;
+        if resolved.host_path() != dir {
+            return Err(VdbError::Invalid {
+                path: dir,
+                reason: "changed while it was being created (a concurrent change in ROOT)".into(),
+            });
+        }
         Ok(StagedEntry {
             cpv: cpv.clone(),
-            final_dir: self.entry_dir(cpv.category(), cpv.pf()),
             dir,
+            resolved,
             durability: Durability::Deferred,
         })
     }
+}
+
+/// `var/db/pkg/CAT/-MERGING-PF`, relative to EROOT.
+fn merging_rel(cpv: &Cpv) -> String {
+    entry_rel(cpv.category(), &format!("{MERGING_PREFIX}{}", cpv.pf()))
 }
 
 impl StagedEntry {
@@ -127,6 +166,14 @@ impl StagedEntry {
         &self.dir
     }
 
+    /// Check that the directory's path still leads to it (inside ROOT).
+    fn verify(&self) -> Result<(), VdbError> {
+        self.resolved.verify().map_err(|source| VdbError::State {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
     /// Write one key file atomically.
     pub fn write_key(&self, key: &str, data: &[u8]) -> Result<(), VdbError> {
         if key.is_empty() || key.contains('/') || key.starts_with('.') {
@@ -135,6 +182,7 @@ impl StagedEntry {
                 reason: "not a valid VDB key name".into(),
             });
         }
+        self.verify()?;
         atomic::write_atomic(&self.dir.join(key), data, self.durability)?;
         Ok(())
     }
@@ -178,31 +226,34 @@ impl StagedEntry {
     /// place, if `CAT/PF` already exists: replacing an instance is the merge
     /// engine's job.
     pub fn publish(self, vdb: &Vdb) -> Result<VdbEntry, VdbError> {
+        self.verify()?;
         consolidate_metadata(&self.dir)?;
         if self.durability == Durability::Fsync {
             atomic::sync_dir(&self.dir)?;
         }
         bump_mtime(vdb, self.cpv.category())?;
-        match fs::symlink_metadata(&self.final_dir) {
+        let final_dir = vdb.installed_dir(self.cpv.category(), self.cpv.pf())?;
+        match fs::symlink_metadata(&final_dir) {
             Ok(_) => {
                 return Err(VdbError::Invalid {
-                    path: self.final_dir.clone(),
+                    path: final_dir,
                     reason: "an entry already exists for this package".into(),
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(VdbError::io("stat", &self.final_dir, e)),
+            Err(e) => return Err(VdbError::io("stat", &final_dir, e)),
         }
+        self.verify()?;
         rootfs::crash::point("publish entry");
-        fs::rename(&self.dir, &self.final_dir)
+        fs::rename(&self.dir, &final_dir)
             .map_err(|e| VdbError::io("rename into place", &self.dir, e))?;
         if self.durability == Durability::Fsync {
-            if let Some(cat) = self.final_dir.parent() {
+            if let Some(cat) = final_dir.parent() {
                 atomic::sync_dir(cat)?;
             }
         }
         bump_mtime(vdb, self.cpv.category())?;
-        Ok(VdbEntry::new(self.cpv, self.final_dir))
+        Ok(VdbEntry::new(self.cpv, final_dir))
     }
 
     /// Replace the installed entry of the same CPV in one step: after
@@ -212,16 +263,17 @@ impl StagedEntry {
     /// name, is then removed. Falls back to a plain publish when there is
     /// no entry to exchange with.
     pub fn publish_exchange(self, vdb: &Vdb) -> Result<VdbEntry, VdbError> {
-        if fs::symlink_metadata(&self.final_dir).is_err() {
+        let final_dir = vdb.installed_dir(self.cpv.category(), self.cpv.pf())?;
+        if fs::symlink_metadata(&final_dir).is_err() {
             return self.publish(vdb);
         }
+        self.verify()?;
         consolidate_metadata(&self.dir)?;
         if self.durability == Durability::Fsync {
             atomic::sync_dir(&self.dir)?;
         }
         bump_mtime(vdb, self.cpv.category())?;
-        let cat = rootfs::dir::DirHandle::open(&vdb.dir().join(self.cpv.category()))
-            .map_err(|e| VdbError::io("open", vdb.dir().join(self.cpv.category()), e))?;
+        let (cat, catpath) = open_category(vdb, self.cpv.category())?;
         let tmp_name = self
             .dir
             .file_name()
@@ -230,15 +282,15 @@ impl StagedEntry {
             .to_vec();
         let pf = self.cpv.pf().as_bytes().to_vec();
         cat.rename_exchange(&tmp_name, &cat, &pf)
-            .map_err(|e| VdbError::io("exchange with the installed entry", &self.final_dir, e))?;
+            .map_err(|e| VdbError::io("exchange with the installed entry", &final_dir, e))?;
         if self.durability == Durability::Fsync {
             cat.fsync()
-                .map_err(|e| VdbError::io("fsync", vdb.dir().join(self.cpv.category()), e))?;
+                .map_err(|e| VdbError::io("fsync", &catpath, e))?;
         }
         fs::remove_dir_all(&self.dir)
             .map_err(|e| VdbError::io("remove the replaced entry", &self.dir, e))?;
         bump_mtime(vdb, self.cpv.category())?;
-        Ok(VdbEntry::new(self.cpv, self.final_dir))
+        Ok(VdbEntry::new(self.cpv, final_dir))
     }
 
     /// Complete the entry in place (consolidate and stamp `metadata`, the
@@ -246,6 +298,7 @@ impl StagedEntry {
     /// with [`publish_merging`] or [`exchange_merging`] (a journaled
     /// transaction records the commit point in between).
     pub fn finish(self) -> Result<(), VdbError> {
+        self.verify()?;
         consolidate_metadata(&self.dir)?;
         if self.durability == Durability::Fsync {
             atomic::sync_dir(&self.dir)?;
@@ -255,8 +308,25 @@ impl StagedEntry {
 
     /// Remove the `-MERGING-` directory.
     pub fn abort(self) -> Result<(), VdbError> {
+        self.verify()?;
         fs::remove_dir_all(&self.dir).map_err(|e| VdbError::io("remove", &self.dir, e))
     }
+}
+
+/// The category directory `var/db/pkg/CAT` (resolved inside ROOT) opened
+/// for `*at` operations, and its path.
+fn open_category(vdb: &Vdb, category: &str) -> Result<(rootfs::dir::DirHandle, PathBuf), VdbError> {
+    let catpath = vdb.state().path(&category_rel(category))?;
+    let cat =
+        rootfs::dir::DirHandle::open(&catpath).map_err(|e| VdbError::io("open", &catpath, e))?;
+    Ok((cat, catpath))
+}
+
+/// An installed entry's directory, resolved inside ROOT now, for writing
+/// into it.
+fn entry_dir_for_write(vdb: &Vdb, entry: &VdbEntry) -> Result<PathBuf, VdbError> {
+    vdb.state()
+        .path(&entry_rel(entry.cpv.category(), entry.cpv.pf()))
 }
 
 fn remove_key_file(path: &Path) -> io::Result<()> {
@@ -272,7 +342,7 @@ pub fn update_keys(
     entry: &VdbEntry,
     values: &[(&str, Option<&[u8]>)],
 ) -> Result<(), VdbError> {
-    let dir = entry.dir();
+    let dir = &entry_dir_for_write(vdb, entry)?;
     if !dir.is_dir() {
         return Err(VdbError::Invalid {
             path: dir.to_owned(),
@@ -306,10 +376,11 @@ pub fn rewrite_contents_sorted(
     entries: &[ContentsEntry],
 ) -> Result<(), VdbError> {
     let bytes = contents::to_sorted_bytes(entries);
+    let dir = entry_dir_for_write(vdb, entry)?;
     bump_mtime(vdb, entry.cpv.category())?;
-    atomic::write_atomic(&entry.path_of("CONTENTS"), &bytes, Durability::Deferred)?;
-    if entry.path_of(metadata::FILE_NAME).exists() {
-        consolidate_metadata(entry.dir())?;
+    atomic::write_atomic(&dir.join("CONTENTS"), &bytes, Durability::Deferred)?;
+    if dir.join(metadata::FILE_NAME).exists() {
+        consolidate_metadata(&dir)?;
     }
     bump_mtime(vdb, entry.cpv.category())
 }
@@ -319,21 +390,31 @@ pub fn rewrite_contents_sorted(
 /// bumps around it.
 pub fn delete_entry(vdb: &Vdb, entry: &VdbEntry) -> Result<(), VdbError> {
     bump_mtime(vdb, entry.cpv.category())?;
+    let dir = vdb.installed_dir(entry.cpv.category(), entry.cpv.pf())?;
     rootfs::crash::point("delete entry");
-    match fs::remove_dir_all(entry.dir()) {
+    match fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(VdbError::io("remove", entry.dir(), e)),
+        Err(e) => return Err(VdbError::io("remove", &dir, e)),
     }
-    let catdir = vdb.dir().join(entry.cpv.category());
-    // Fails harmlessly when other packages (or lock files) remain.
-    if fs::remove_dir(&catdir).is_ok() {
-        if let Err(e) = touch_dir(vdb.dir()) {
-            return Err(VdbError::io("set mtime of", vdb.dir(), e));
+    if remove_category_if_empty(vdb, entry.cpv.category()) {
+        let vdb_dir = vdb.state().path(VDB_PATH)?;
+        if let Err(e) = touch_dir(&vdb_dir) {
+            return Err(VdbError::io("set mtime of", &vdb_dir, e));
         }
         return Ok(());
     }
     bump_mtime(vdb, entry.cpv.category())
+}
+
+/// Remove `var/db/pkg/CAT` if it is an empty directory (a symlink to one
+/// stays). Whether it was removed.
+pub fn remove_category_if_empty(vdb: &Vdb, category: &str) -> bool {
+    // Fails harmlessly when other packages (or lock files) remain.
+    match vdb.state().entry(&category_rel(category)) {
+        Ok(catdir) => fs::remove_dir(catdir).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// Portage's `removeFromContents`: drop from an installed entry's CONTENTS
@@ -358,9 +439,10 @@ pub fn remove_from_contents(
     if dropped == 0 {
         return Ok(0);
     }
+    let dir = entry_dir_for_write(vdb, entry)?;
     bump_mtime(vdb, entry.cpv.category())?;
     atomic::write_atomic(
-        &entry.path_of("CONTENTS"),
+        &dir.join("CONTENTS"),
         &contents::to_sorted_bytes(&keep),
         Durability::Deferred,
     )?;
@@ -375,13 +457,13 @@ pub fn remove_from_contents(
             }
         }
         atomic::write_atomic(
-            &entry.path_of("NEEDED.ELF.2"),
+            &dir.join("NEEDED.ELF.2"),
             out.as_bytes(),
             Durability::Deferred,
         )?;
     }
-    if entry.path_of(metadata::FILE_NAME).exists() {
-        consolidate_metadata(entry.dir())?;
+    if dir.join(metadata::FILE_NAME).exists() {
+        consolidate_metadata(&dir)?;
     }
     bump_mtime(vdb, entry.cpv.category())?;
     Ok(dropped)
@@ -389,11 +471,10 @@ pub fn remove_from_contents(
 
 /// Publish a finished `CAT/-MERGING-PF` as `CAT/PF` (which must not exist).
 pub fn publish_merging(vdb: &Vdb, cpv: &Cpv) -> Result<VdbEntry, VdbError> {
-    let dir = vdb.merging_dir(cpv);
-    let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+    let dir = vdb.merging_dir(cpv)?;
+    let final_dir = vdb.installed_dir(cpv.category(), cpv.pf())?;
     bump_mtime(vdb, cpv.category())?;
-    let cat = rootfs::dir::DirHandle::open(&vdb.dir().join(cpv.category()))
-        .map_err(|e| VdbError::io("open", vdb.dir().join(cpv.category()), e))?;
+    let (cat, _) = open_category(vdb, cpv.category())?;
     let tmp_name = dir
         .file_name()
         .unwrap_or_default()
@@ -409,12 +490,10 @@ pub fn publish_merging(vdb: &Vdb, cpv: &Cpv) -> Result<VdbEntry, VdbError> {
 /// step (`RENAME_EXCHANGE`), then remove the old entry, now under the
 /// `-MERGING-` name.
 pub fn exchange_merging(vdb: &Vdb, cpv: &Cpv) -> Result<VdbEntry, VdbError> {
-    let dir = vdb.merging_dir(cpv);
-    let final_dir = vdb.entry_dir(cpv.category(), cpv.pf());
+    let dir = vdb.merging_dir(cpv)?;
+    let final_dir = vdb.installed_dir(cpv.category(), cpv.pf())?;
     bump_mtime(vdb, cpv.category())?;
-    let catpath = vdb.dir().join(cpv.category());
-    let cat =
-        rootfs::dir::DirHandle::open(&catpath).map_err(|e| VdbError::io("open", &catpath, e))?;
+    let (cat, _) = open_category(vdb, cpv.category())?;
     let tmp_name = dir
         .file_name()
         .unwrap_or_default()

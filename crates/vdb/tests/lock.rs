@@ -30,7 +30,7 @@ fn holds_current_inode(fd: impl AsFd, path: &Path) -> bool {
 fn acquire_creates_var_db_and_removes_lock_file_on_unlock() {
     let root = tempfile::tempdir().unwrap();
     let eroot = root.path();
-    let lock = VdbLock::acquire(eroot, |_| panic!("uncontended")).unwrap();
+    let lock = VdbLock::acquire(&st(eroot), |_| panic!("uncontended")).unwrap();
     let path = vdb_lock_path(eroot);
     assert_eq!(lock.path(), path);
     assert!(path.is_file());
@@ -44,7 +44,7 @@ fn acquire_creates_var_db_and_removes_lock_file_on_unlock() {
 #[test]
 fn drop_runs_the_release_protocol() {
     let root = tempfile::tempdir().unwrap();
-    let lock = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let lock = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     let path = lock.path().to_owned();
     drop(lock);
     assert!(!path.exists());
@@ -53,11 +53,11 @@ fn drop_runs_the_release_protocol() {
 #[test]
 fn try_acquire_sees_a_held_lock() {
     let root = tempfile::tempdir().unwrap();
-    let held = VdbLock::acquire(root.path(), |_| {}).unwrap();
-    assert!(VdbLock::try_acquire(root.path()).unwrap().is_none());
+    let held = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
+    assert!(VdbLock::try_acquire(&st(root.path())).unwrap().is_none());
     let mut waited = 0;
     let r = VdbLock::acquire_with(
-        root.path(),
+        &st(root.path()),
         Wait::Timeout(Duration::from_millis(50)),
         |_| waited += 1,
     )
@@ -65,13 +65,13 @@ fn try_acquire_sees_a_held_lock() {
     assert!(r.is_none());
     assert_eq!(waited, 1);
     drop(held);
-    assert!(VdbLock::try_acquire(root.path()).unwrap().is_some());
+    assert!(VdbLock::try_acquire(&st(root.path())).unwrap().is_some());
 }
 
 #[test]
 fn extra_hard_link_keeps_the_file() {
     let root = tempfile::tempdir().unwrap();
-    let lock = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let lock = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     let path = lock.path().to_owned();
     // What a crashed Portage hard-link locker would leave behind.
     let link = root
@@ -81,20 +81,22 @@ fn extra_hard_link_keeps_the_file() {
     assert_eq!(lock.unlock().unwrap(), UnlockOutcome::Linked);
     assert!(path.exists());
     // A kept file does not hinder the next locker.
-    let again = VdbLock::try_acquire(root.path()).unwrap().expect("free");
+    let again = VdbLock::try_acquire(&st(root.path()))
+        .unwrap()
+        .expect("free");
     assert!(holds_current_inode(&again, &path));
 }
 
 #[test]
 fn externally_removed_or_replaced_lock_file_is_left_alone() {
     let root = tempfile::tempdir().unwrap();
-    let lock = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let lock = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     let path = lock.path().to_owned();
     fs::remove_file(&path).unwrap();
     assert_eq!(lock.unlock().unwrap(), UnlockOutcome::Missing);
 
     // Replaced by rename: our inode is unlinked (link count 0).
-    let lock = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let lock = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     let tmp = root.path().join("var/db/other");
     fs::write(&tmp, b"").unwrap();
     fs::rename(&tmp, &path).unwrap();
@@ -102,7 +104,7 @@ fn externally_removed_or_replaced_lock_file_is_left_alone() {
     assert!(path.exists(), "someone else's file must not be deleted");
 
     // Ours moved away (still one link) and another file put in its place.
-    let lock = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let lock = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     fs::rename(&path, &tmp).unwrap();
     fs::write(&path, b"").unwrap();
     assert_eq!(lock.unlock().unwrap(), UnlockOutcome::Replaced);
@@ -120,11 +122,13 @@ fn a_waiter_ends_up_on_the_current_inode() {
     let path = vdb_lock_path(&eroot);
     let mut outcomes = Vec::new();
     for _ in 0..20 {
-        let held = VdbLock::acquire(&eroot, |_| {}).unwrap();
+        let held = VdbLock::acquire(&st(&eroot), |_| {}).unwrap();
         let (tx, rx) = mpsc::channel();
         let waiter = {
             let eroot = eroot.clone();
-            std::thread::spawn(move || VdbLock::acquire(&eroot, |_| tx.send(()).unwrap()).unwrap())
+            std::thread::spawn(move || {
+                VdbLock::acquire(&st(&eroot), |_| tx.send(()).unwrap()).unwrap()
+            })
         };
         rx.recv_timeout(Duration::from_secs(10))
             .expect("waiter must report waiting");
@@ -161,7 +165,7 @@ fn mutual_exclusion_between_threads_with_delete_on_unlock() {
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..ROUNDS {
-                    let lock = VdbLock::acquire(&eroot, |_| {}).unwrap();
+                    let lock = VdbLock::acquire(&st(&eroot), |_| {}).unwrap();
                     match fs::File::create_new(&*inside) {
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -188,7 +192,7 @@ fn mutual_exclusion_between_threads_with_delete_on_unlock() {
 fn in_place_locks_keep_the_file() {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir_all(root.path().join("var/lib/portage")).unwrap();
-    let l = fs_lock(root.path(), |_| {}).unwrap();
+    let l = fs_lock(&st(root.path()), |_| {}).unwrap();
     assert!(l.created());
     let path: PathBuf = l.path().to_owned();
     assert_eq!(path, root.path().join("var/lib/portage/config"));
@@ -204,7 +208,7 @@ fn in_place_locks_keep_the_file() {
 #[test]
 fn in_place_lock_needs_its_directory() {
     let root = tempfile::tempdir().unwrap();
-    let err = fs_lock(root.path(), |_| {}).unwrap_err();
+    let err = fs_lock(&st(root.path()), |_| {}).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert!(err.to_string().contains("var/lib/portage/config"), "{err}");
 }
@@ -222,7 +226,7 @@ fn packages_and_slot_locks() {
     drop(l);
     assert!(!pkgdir.join(".Packages.portage_lockfile").exists());
 
-    let l = slot_lock(root.path(), "dev-libs", "foo", "0", |_| {}).unwrap();
+    let l = slot_lock(&st(root.path()), "dev-libs", "foo", "0", |_| {}).unwrap();
     let p = slot_lock_path(root.path(), "dev-libs", "foo", "0");
     assert_eq!(l.path(), p);
     assert!(p.is_file());
@@ -233,14 +237,14 @@ fn packages_and_slot_locks() {
 #[test]
 fn second_thread_waits_for_the_first() {
     let root = tempfile::tempdir().unwrap();
-    let held = VdbLock::acquire(root.path(), |_| {}).unwrap();
+    let held = VdbLock::acquire(&st(root.path()), |_| {}).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let t = {
         let eroot = root.path().to_owned();
         let done = Arc::clone(&done);
         std::thread::spawn(move || {
-            let l = VdbLock::acquire(&eroot, |p| tx.send(p.to_owned()).unwrap()).unwrap();
+            let l = VdbLock::acquire(&st(&eroot), |p| tx.send(p.to_owned()).unwrap()).unwrap();
             done.store(true, Ordering::SeqCst);
             drop(l);
         })
@@ -254,4 +258,9 @@ fn second_thread_waits_for_the_first() {
     drop(held);
     t.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
+}
+
+/// The state paths of a root without EPREFIX.
+fn st(root: &std::path::Path) -> vdb::state::StatePaths {
+    vdb::state::StatePaths::new(root, "")
 }

@@ -305,7 +305,7 @@ fn portage_holds_vdb_lock_and_vartree_waits() {
         let eroot = eroot.clone();
         std::thread::spawn(move || {
             let tx2 = tx.clone();
-            let lock = VdbLock::acquire(&eroot, |p| {
+            let lock = VdbLock::acquire(&st(&eroot), |p| {
                 tx2.send(Side::Waiting(p.to_owned())).unwrap();
             })
             .unwrap();
@@ -365,7 +365,7 @@ fn vartree_holds_vdb_lock_and_portage_waits() {
     let eroot = root.path().to_owned();
     let lock_path = vdb_lock_path(&eroot);
 
-    let lock = VdbLock::acquire(&eroot, |_| panic!("nobody holds it yet")).unwrap();
+    let lock = VdbLock::acquire(&st(&eroot), |_| panic!("nobody holds it yet")).unwrap();
     let mut portage = Helper::spawn(&py, &["hold", "vdb", s(&eroot), "--nonblock-first"]);
     // lockdir(..., flags=O_NONBLOCK) raised TryAgain, then the blocking
     // lockdir printed Portage's message.
@@ -392,7 +392,9 @@ fn vartree_holds_vdb_lock_and_portage_waits() {
     assert!(!lock_path.exists());
 
     // No stale state for the next locker.
-    let again = VdbLock::try_acquire(&eroot).unwrap().expect("lock is free");
+    let again = VdbLock::try_acquire(&st(&eroot))
+        .unwrap()
+        .expect("lock is free");
     assert!(same_inode(&again, &lock_path));
     drop(again);
     assert!(!lock_path.exists());
@@ -408,7 +410,7 @@ fn stale_and_extra_linked_lock_files() {
 
     // A lock file left behind by a crashed locker is used and removed.
     fs::write(&lock_path, b"stale").unwrap();
-    let l = VdbLock::try_acquire(&eroot)
+    let l = VdbLock::try_acquire(&st(&eroot))
         .unwrap()
         .expect("stale file is not a lock");
     assert_eq!(l.unlock().unwrap(), UnlockOutcome::Removed);
@@ -425,7 +427,7 @@ fn stale_and_extra_linked_lock_files() {
     fs::write(&lock_path, b"").unwrap();
     let hardlock = eroot.join("var/db/..pkg.portage_lockfile.hardlock-elsewhere-1");
     fs::hard_link(&lock_path, &hardlock).unwrap();
-    let l = VdbLock::try_acquire(&eroot).unwrap().expect("free");
+    let l = VdbLock::try_acquire(&st(&eroot)).unwrap().expect("free");
     assert_eq!(l.unlock().unwrap(), UnlockOutcome::Linked);
     let mut portage = Helper::spawn(&py, &["hold", "vdb", s(&eroot), "--nonblock-first"]);
     portage.expect("locked");
@@ -433,7 +435,7 @@ fn stale_and_extra_linked_lock_files() {
     portage.send_line();
     assert_eq!(portage.expect("released").field("exists"), Some("1"));
     portage.finish();
-    let l = VdbLock::try_acquire(&eroot).unwrap().expect("free");
+    let l = VdbLock::try_acquire(&st(&eroot)).unwrap().expect("free");
     assert!(same_inode(&l, &lock_path));
     drop(l);
     assert!(lock_path.exists());
@@ -478,7 +480,7 @@ fn mutual_exclusion_under_contention_with_portage() {
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..ROUNDS {
-                    let lock = VdbLock::acquire(&eroot, |_| {}).unwrap();
+                    let lock = VdbLock::acquire(&st(&eroot), |_| {}).unwrap();
                     if fs::File::create_new(&inside).is_err() {
                         violations.fetch_add(1, Ordering::SeqCst);
                         continue;
@@ -531,7 +533,10 @@ fn in_place_locks_interoperate_and_keep_the_file() {
         let eroot = eroot.clone();
         std::thread::spawn(move || {
             let tx2 = tx.clone();
-            let l = fs_lock(&eroot, |p| tx2.send(Side::Waiting(p.to_owned())).unwrap()).unwrap();
+            let l = fs_lock(&st(&eroot), |p| {
+                tx2.send(Side::Waiting(p.to_owned())).unwrap()
+            })
+            .unwrap();
             tx.send(Side::Acquired(now_ns())).unwrap();
             l
         })
@@ -557,7 +562,7 @@ fn in_place_locks_interoperate_and_keep_the_file() {
 
     // vartree holds the plib lock; Portage's lockfile(registry) waits.
     let registry = libdir.join("preserved_libs_registry");
-    let l = plib_lock(&eroot, |_| panic!("free")).unwrap();
+    let l = plib_lock(&st(&eroot), |_| panic!("free")).unwrap();
     assert!(l.created());
     let mut portage = Helper::spawn(&py, &["hold", "file", s(&registry), "--nonblock-first"]);
     portage.expect("busy");
@@ -617,4 +622,9 @@ fn packages_index_lock_interoperates() {
     assert!(same_inode(&l, &lock_path));
     assert_eq!(l.unlock().unwrap(), UnlockOutcome::Removed);
     assert!(!lock_path.exists());
+}
+
+/// The state paths of a root without EPREFIX.
+fn st(root: &std::path::Path) -> vdb::state::StatePaths {
+    vdb::state::StatePaths::new(root, "")
 }

@@ -163,14 +163,20 @@ impl Packer {
             Some(p) => p.clone(),
             None => {
                 // PKGDIR is read from ROOT's configuration, so it names a
-                // directory of ROOT; make.globals' default lives under EPREFIX.
+                // directory of ROOT (make.globals' default lives under
+                // EPREFIX), resolved inside ROOT like every state path: it
+                // must exist there or be creatable there.
                 let configured = var("PKGDIR").unwrap_or_else(|| "/var/cache/binpkgs".into());
-                let base = if configured == "/var/cache/binpkgs" {
-                    crate::cmd::open_vdb(g).eroot().to_path_buf()
+                let state = if configured == "/var/cache/binpkgs" {
+                    crate::cmd::open_vdb(g).state().clone()
                 } else {
-                    g.root.clone()
+                    vdb::state::StatePaths::new(&g.root, "")
                 };
-                base.join(configured.trim_start_matches('/'))
+                state
+                    .resolve(&configured, rootfs::root::Resolve::CheckDirs)
+                    .context("PKGDIR")?
+                    .host_path()
+                    .to_owned()
             }
         };
         let publish = pkgdir::PublishOptions {
@@ -226,6 +232,7 @@ pub fn run(g: &Global, a: &QuickpkgArgs, reporter: &dyn Reporter) -> anyhow::Res
         include_unmodified_config: a.include_unmodified_config.unwrap_or(false),
     };
     let eroot = vdb.eroot().to_path_buf();
+    let state = vdb.state().clone();
     let mut results = Vec::new();
     for entry in &entries {
         if !g.json && !g.quiet {
@@ -233,7 +240,7 @@ pub fn run(g: &Global, a: &QuickpkgArgs, reporter: &dyn Reporter) -> anyhow::Res
         }
         // The VDB lock keeps the package from changing while it is read, as
         // Portage's quickpkg does.
-        let lock = vdb::lock::VdbLock::acquire(&eroot, |p| {
+        let lock = vdb::lock::VdbLock::acquire(&state, |p| {
             output::note(&format!("waiting for the VDB lock {}", p.display()))
         })
         .with_context(|| format!("{}: cannot lock the VDB", entry.cpv))?;

@@ -23,7 +23,9 @@ pub fn run(g: &Global, a: &RecoverArgs, reporter: &dyn Reporter) -> anyhow::Resu
     let root = rootfs::root::Root::open(&g.root)
         .with_context(|| format!("cannot open ROOT {}", g.root.display()))?;
     let settings = crate::settings::load(g, &a.settings, &[])?;
-    let _lock = vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+    // Nothing is touched in a ROOT whose state cannot be used inside it.
+    vdb.state().check_all()?;
+    let _lock = vdb::lock::VdbLock::acquire(vdb.state(), |p| {
         output::note(&format!("waiting for lock on {}", p.display()))
     })?;
     let done = merge::txn::recover(

@@ -34,7 +34,9 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
     let _lock = if a.pretend {
         None
     } else {
-        Some(vdb::lock::VdbLock::acquire(vdb.eroot(), |p| {
+        // Nothing is touched in a ROOT whose state cannot be used inside it.
+        vdb.state().check_all()?;
+        Some(vdb::lock::VdbLock::acquire(vdb.state(), |p| {
             output::note(&format!("waiting for lock on {}", p.display()))
         })?)
     };
@@ -73,7 +75,7 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
         let journal = if a.pretend {
             None
         } else {
-            let mut j = merge::journal::Journal::begin(vdb.eroot(), "unmerge", e.cpv.as_str())?;
+            let mut j = merge::journal::Journal::begin(vdb.state(), "unmerge", e.cpv.as_str())?;
             j.record(&merge::journal::Record::Unmerge {
                 cpv: e.cpv.to_string(),
             })?;
