@@ -651,6 +651,28 @@ impl Staged {
     }
 }
 
+/// Journal, then create, the marker file of a `--move-image` transaction in
+/// the image directory; returns its path.
+fn create_image_marker(journal: &mut Journal, image_abs: &[u8]) -> Result<PathBuf, MergeError> {
+    let (name, token) = crate::journal::image_marker_name();
+    journal.record(&Record::Image {
+        dir: image_abs.to_vec(),
+        marker: name.as_bytes().to_vec(),
+    })?;
+    let mut path =
+        PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(image_abs));
+    path.push(&name);
+    let io = |source| MergeError::Io {
+        op: "create the move-image marker",
+        path: path.clone(),
+        source,
+    };
+    rootfs::crash::point("image marker");
+    let mut f = std::fs::File::create_new(&path).map_err(io)?;
+    std::io::Write::write_all(&mut f, token.as_bytes()).map_err(io)?;
+    Ok(path)
+}
+
 struct Stager<'a> {
     image: &'a Image,
     image_dirs: ImageDirs,
@@ -673,6 +695,8 @@ struct Stager<'a> {
     journal: Option<Journal>,
     /// The package, for messages.
     cpv: String,
+    /// The image directory as an absolute host path (journal records).
+    image_abs: Vec<u8>,
 }
 
 /// A file moved out of the image: (staged dir, staged name, image dir,
@@ -694,7 +718,7 @@ impl Stager<'_> {
         dir_path: &[u8],
         name: &[u8],
     ) -> Result<(), MergeError> {
-        let mut src_dir = self.image.dir.as_os_str().as_encoded_bytes().to_vec();
+        let mut src_dir = self.image_abs.clone();
         src_dir.extend_from_slice(e.raw_parent());
         self.note(Record::Moved {
             dir: dir_path.to_vec(),
@@ -1168,6 +1192,23 @@ pub fn merge_image(
         .unwrap_or(u64::MAX);
     let mut journal = Journal::begin(vdb.state(), "merge", &cpv)?;
     journal.set_durable(opts.sync != SyncMode::Never);
+    let image_abs = std::path::absolute(&image.dir)
+        .unwrap_or_else(|_| image.dir.clone())
+        .into_os_string()
+        .into_encoded_bytes();
+    // --move-image: a marker in the image proves to a later rollback that
+    // the files it moves back go where this transaction took them from.
+    let marker = if opts.move_image && image_dev == root_dev {
+        match create_image_marker(&mut journal, &image_abs) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = journal.finish();
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let mut stager = Stager {
         image: &image,
         image_dirs,
@@ -1183,6 +1224,7 @@ pub fn merge_image(
         inodes: Default::default(),
         journal: Some(journal),
         cpv: cpv.clone(),
+        image_abs,
     };
     let mut staged = Staged::default();
     let mut commit: Vec<Record> = Vec::new();
@@ -1196,6 +1238,9 @@ pub fn merge_image(
             }
             // A category made for this package alone goes too.
             vdb::writer::remove_category_if_empty(&vdb, info.cpv.category());
+        }
+        if let Some(m) = &marker {
+            let _ = std::fs::remove_file(m);
         }
         if let Some(j) = stager.journal.take() {
             let _ = j.finish();
@@ -1416,6 +1461,9 @@ pub fn merge_image(
     }
     if opts.sync != SyncMode::Never {
         let _ = rustix::fs::syncfs(root_fd(&root)?);
+    }
+    if let Some(m) = &marker {
+        let _ = std::fs::remove_file(m);
     }
     if let Some(j) = stager.journal.take() {
         j.finish()?;

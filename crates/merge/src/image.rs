@@ -200,6 +200,11 @@ fn walk(
         .map_err(|e| MergeError::image_io("read directory", base, e))?;
     names.sort();
     for name in names {
+        // The marker of an interrupted `--move-image` merge of this image
+        // (see `journal::image_marker_name`) is not part of the image.
+        if raw_base.is_empty() && name.starts_with(crate::journal::IMAGE_MARKER_PREFIX.as_bytes()) {
+            continue;
+        }
         let mut path = base.to_vec();
         path.push(b'/');
         path.extend_from_slice(&sanitize_name(&name));

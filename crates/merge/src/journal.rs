@@ -7,6 +7,8 @@
 //! BEGIN merge app-misc/foo-1.1        the transaction starts
 //! TREE <dir> <name>                   a new directory built under a temp name
 //! TEMP <dir> <name>                   a staged file, symlink or node
+//! IMAGE <dir> <marker>                the image files are moved out of, and
+//!                                     the marker file proving it is ours
 //! MOVED <dir> <name> <srcdir> <src>   a file moved out of the image
 //! ENTRY app-misc/foo-1.1              CAT/-MERGING-PF is being built
 //! ASIDE <dir> <name> <backup>         ┐
@@ -39,7 +41,8 @@
 //! done.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read as _, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rootfs::lock::LockedFile;
@@ -64,6 +67,13 @@ pub enum Record {
     Temp {
         dir: Vec<u8>,
         name: Vec<u8>,
+    },
+    /// `merge --move-image`: the image directory (absolute host path) and
+    /// the marker file created in it ([`image_marker_name`]); a rollback
+    /// moves files back only into a directory holding that marker.
+    Image {
+        dir: Vec<u8>,
+        marker: Vec<u8>,
     },
     Moved {
         dir: Vec<u8>,
@@ -112,6 +122,59 @@ pub enum Record {
         cpv: String,
     },
     Commit,
+}
+
+/// The prefix of image marker names.
+pub const IMAGE_MARKER_PREFIX: &str = ".vartree-image-";
+
+/// A new image marker name: `.vartree-image-<pid>-<nanoseconds>`. The file
+/// holds the same token, so that a journal forged inside a hostile ROOT
+/// cannot pass an arbitrary file outside ROOT off as a marker.
+pub fn image_marker_name() -> (String, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let token = format!("{}-{nanos}", std::process::id());
+    (format!("{IMAGE_MARKER_PREFIX}{token}"), token)
+}
+
+/// Does `dir` (an absolute host path from a journal) hold the genuine marker
+/// `marker`? Checked without following a symlink.
+pub fn image_marker_holds(dir: &[u8], marker: &[u8]) -> bool {
+    let Some(token) = marker.strip_prefix(IMAGE_MARKER_PREFIX.as_bytes()) else {
+        return false;
+    };
+    if token.is_empty()
+        || !token.iter().all(|b| b.is_ascii_digit() || *b == b'-')
+        || dir.first() != Some(&b'/')
+    {
+        return false;
+    }
+    let Ok(d) =
+        rootfs::dir::DirHandle::open(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)))
+    else {
+        return false;
+    };
+    let Ok(mut f) = d.open_file(marker) else {
+        return false;
+    };
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut (&mut f).take(64), &mut content).is_ok() && content == token
+}
+
+/// Remove the genuine image markers the records name (the transaction is
+/// over, rolled back or completed).
+pub fn remove_image_markers(records: &[Record]) {
+    for r in records {
+        if let Record::Image { dir, marker } = r {
+            if image_marker_holds(dir, marker) {
+                let mut p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir));
+                p.push(std::ffi::OsStr::from_bytes(marker));
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -204,6 +267,7 @@ impl Record {
             ),
             Record::Unmerge { cpv } => format!("UNMERGE {cpv}"),
             Record::Handover { cpv } => format!("HANDOVER {cpv}"),
+            Record::Image { dir, marker } => format!("IMAGE {} {}", hex(dir), hex(marker)),
             Record::Commit => "COMMIT".into(),
         }
     }
@@ -277,6 +341,10 @@ impl Record {
             },
             "HANDOVER" => Record::Handover {
                 cpv: (*f.get(1)?).to_owned(),
+            },
+            "IMAGE" => Record::Image {
+                dir: b(1)?,
+                marker: b(2)?,
             },
             "COMMIT" => Record::Commit,
             _ => return None,
@@ -488,6 +556,10 @@ mod tests {
             Record::Temp {
                 dir: b"/".to_vec(),
                 name: b"x y\n\xff".to_vec(),
+            },
+            Record::Image {
+                dir: b"/img".to_vec(),
+                marker: b".vartree-image-1-2".to_vec(),
             },
             Record::Moved {
                 dir: b"/a".to_vec(),

@@ -7,6 +7,7 @@
 //! was never reached.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rootfs::dir::{DirHandle, FileTime};
@@ -295,6 +296,28 @@ pub fn remove_tree(parent: &DirHandle, name: &[u8]) -> std::io::Result<()> {
 pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
     let mut notes = Vec::new();
     let mut dirs = DirCache::new(root);
+    // Image directories proven to be this transaction's: they hold the
+    // marker it created. A journal forged inside ROOT cannot make files move
+    // anywhere else.
+    let images: Vec<&[u8]> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Image { dir, marker } if journal::image_marker_holds(dir, marker) => {
+                Some(dir.as_slice())
+            }
+            _ => None,
+        })
+        .collect();
+    let proven = |src_dir: &[u8]| {
+        !src_dir
+            .split(|&b| b == b'/')
+            .any(|c| c == b".." || c == b".")
+            && images.iter().any(|img| {
+                src_dir == *img
+                    || (src_dir.starts_with(img)
+                        && (img.ends_with(b"/") || src_dir.get(img.len()) == Some(&b'/')))
+            })
+    };
     for r in records.iter().rev() {
         match r {
             Record::Moved {
@@ -303,9 +326,15 @@ pub fn rollback(root: &Root, vdb: &Vdb, records: &[Record]) -> Vec<String> {
                 src_dir,
                 src_name,
             } => {
-                let src = DirHandle::open(Path::new(std::ffi::OsStr::new(
-                    &String::from_utf8_lossy(src_dir).into_owned(),
-                )));
+                if !proven(src_dir) {
+                    notes.push(format!(
+                        "left {} in place: its image directory {} is not proven to be this transaction's",
+                        lossy(name),
+                        lossy(src_dir)
+                    ));
+                    continue;
+                }
+                let src = DirHandle::open(Path::new(std::ffi::OsStr::from_bytes(src_dir)));
                 if let (Some(d), Ok(s)) = (dirs.get(dir), src) {
                     if exists(&d, name)
                         && !exists(&s, src_name)
@@ -455,6 +484,7 @@ pub fn recover(
             rollback(root, vdb, &records)
         };
         if !pretend {
+            journal::remove_image_markers(&records);
             rootfs::crash::point("journal remove");
             let _ = std::fs::remove_file(&path);
         }

@@ -647,3 +647,51 @@ fn forged_journal_names_stay_inside_root() {
         }
     }
 }
+
+/// A forged, uncommitted journal that claims a file of ROOT was moved out
+/// of an "image" outside ROOT: the rollback does not move it there (no
+/// marker of this transaction proves that directory), with or without a
+/// forged IMAGE record naming a file that is not a genuine marker.
+#[test]
+fn forged_moved_records_do_not_move_files_out_of_root() {
+    for image_record in [false, true] {
+        let case = Case::new("var/db/pkg", Form::InsideRel, "");
+        fs::write(case.canary.join("existing"), "x").unwrap();
+        fs::create_dir_all(case.root.join("usr/share")).unwrap();
+        fs::write(case.root.join("usr/share/secret"), "secret").unwrap();
+        let j = case.eroot.join("var/db/.vartree");
+        let canary = case.canary.as_os_str().as_encoded_bytes().to_vec();
+        let mut body = String::from("BEGIN merge app-misc/baz-1\n");
+        if image_record {
+            body.push_str(&format!("IMAGE {} {}\n", hex(&canary), hex(b"existing")));
+            body.push_str(&format!(
+                "IMAGE {} {}\n",
+                hex(&canary),
+                hex(b".vartree-image-1-2")
+            ));
+        }
+        body.push_str(&format!(
+            "MOVED {} {} {} {}\n",
+            hex(b"/usr/share"),
+            hex(b"secret"),
+            hex(&canary),
+            hex(b"stolen")
+        ));
+        fs::write(j.join("tx-999997-1.journal"), body).unwrap();
+        let canary_before = snapshot(&case.canary);
+        let o = run(&case.root, "", &[], &["recover", "-v"]);
+        ok(&o, "recover of a forged MOVED record");
+        let changed = diff(&canary_before, &snapshot(&case.canary));
+        assert!(changed.is_empty(), "{}\n{}", changed.join("\n"), show(&o));
+        assert_eq!(
+            fs::read_to_string(case.root.join("usr/share/secret")).unwrap(),
+            "secret"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("not proven")
+                || String::from_utf8_lossy(&o.stderr).contains("not proven"),
+            "{}",
+            show(&o)
+        );
+    }
+}
