@@ -421,6 +421,13 @@ fn quickpkg_is_reproducible_and_keeps_xattrs() {
         };
         assert_eq!(n, 4, "the xattr did not survive quickpkg + install");
         assert_eq!(&buf[..4], b"kept");
+        // Portage reads a package carrying SCHILY.xattr records (it does not
+        // restore them: its gpkg has none).
+        if let Some(py) = need_python() {
+            let root3 = t.path().join("root-3");
+            portage_install(&py, &pkg, &root3);
+            assert!(root3.join("usr/bin/qp").is_file());
+        }
     } else {
         eprintln!("note: no user xattrs here; the xattr part was not exercised");
     }
