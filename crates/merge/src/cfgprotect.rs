@@ -319,18 +319,7 @@ pub fn store_confmem_updates(
         source: std::io::Error::other(e.to_string()),
     };
     let mut confmem = Confmem::load(state).map_err(io)?;
-    for (p, u) in updates {
-        match u {
-            crate::protect::ConfmemUpdate::Remember(md5) => {
-                if confmem.get(p) != Some(md5.as_str()) {
-                    confmem.remember(p, md5)
-                }
-            }
-            crate::protect::ConfmemUpdate::Forget => {
-                confmem.forget(p);
-            }
-        }
-    }
+    apply_updates(&mut confmem, updates);
     let mut skipped = Vec::new();
     if confmem.is_modified() {
         skipped = confmem

@@ -1560,7 +1560,8 @@ fn root_fd(root: &Root) -> Result<DirHandle, MergeError> {
         .map_err(|e| MergeError::root_io("open", b"/", e))
 }
 
-fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+/// `dir/name` for a ROOT-relative directory path (`/` joins without a double slash).
+pub(crate) fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
     let mut p = if dir == b"/" {
         Vec::new()
     } else {

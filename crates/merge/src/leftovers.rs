@@ -137,17 +137,6 @@ fn record(into: &mut Recorded, entries: &[vdb::contents::ContentsEntry]) {
     }
 }
 
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = if dir == b"/" {
-        Vec::new()
-    } else {
-        dir.to_vec()
-    };
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
-}
-
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -373,7 +362,7 @@ pub fn clean_portage_leftovers(
                 } else {
                     continue;
                 };
-                let path = join(d, &name);
+                let path = crate::engine::child_path(d, &name);
                 let listed =
                     names.contains(tail) || cfg_tail(tail).is_some_and(|y| names.contains(y));
                 let st = h.lstat(&name).ok();
@@ -401,7 +390,7 @@ pub fn clean_portage_leftovers(
                         lossy(&path),
                         format!(
                             "{} is not recorded by {cpv_s} or an installed instance of {cat}/{}",
-                            lossy(&join(d, tail)),
+                            lossy(&crate::engine::child_path(d, tail)),
                             cpv.pn()
                         ),
                     ));
