@@ -237,7 +237,10 @@ pub fn apply_commit(
             continue;
         };
         let Some(entry) = vdb.entry(c.category(), c.pf()) else {
-            continue; // done already
+            // Done already, perhaps up to the removal of the entry's
+            // remains and of its emptied category.
+            vdb::writer::finish_delete(vdb, c.category(), c.pf())?;
+            continue;
         };
         let others: Vec<&PackageKeys> = new_keys.iter().collect();
         if handover {

@@ -581,3 +581,128 @@ fn sigint_and_sigterm_roll_back_before_the_commit_point_and_finish_after_it() {
     eprintln!("signals: {steps} steps x 2 signals; {rolled_back} rolled back, {finished} finished");
     assert!(rolled_back > 0 && finished > 0);
 }
+
+/// A standalone unmerge of the only package in its category, aborted at
+/// every crash point (file removals, the entry's removal, the emptied
+/// category's removal), then recovered: always the new state, the category
+/// directory gone with the entry (an unmerge is rolled forward once its
+/// journal is committed).
+#[test]
+fn crash_at_every_step_of_an_unmerge_emptying_its_category() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base");
+    fs::create_dir_all(base.join("usr/lib")).unwrap();
+    symlink("usr/lib", base.join("lib")).unwrap();
+    let pk = t.path().join("pkgs");
+    let solo = pkg(
+        &pk,
+        "solo/solo-1",
+        &[
+            ("/usr/bin/solo", "solo\n"),
+            ("/usr/share/solo/d00/a", "a\n"),
+            ("/usr/share/solo/d00/b", "b\n"),
+            ("/usr/share/solo/link", "->d00"),
+            ("/usr/share/solo/empty/", ""),
+            ("/lib/libsolo.so.1", "lib\n"),
+            ("/usr/lib/libsolo.so", "->libsolo.so.1"),
+            ("/etc/solo/edited.conf", "conf\n"),
+            ("/etc/solo/plain.conf", "plain\n"),
+        ],
+        &[],
+    );
+    let keep = pkg(
+        &pk,
+        "b/keep-1",
+        &[("/usr/share/solo/d00/other", "other\n")],
+        &[],
+    );
+    for p in [&solo, &keep] {
+        let mut a = merge_args(p);
+        a.truncate(a.len() - 2);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&vt(&base, &a, &[]));
+    }
+    fs::write(base.join("etc/solo/edited.conf"), "conf, edited\n").unwrap();
+    let args = ["unmerge", "solo/solo"];
+    let old = state(&base);
+    let check_old = check_json(&base);
+    let reference = t.path().join("reference");
+    copy_tree(&base, &reference);
+    let count_file = t.path().join("count");
+    ok(&vt(
+        &reference,
+        &args,
+        &[("VARTREE_CRASH_COUNT", count_file.display().to_string())],
+    ));
+    let new = state(&reference);
+    let check_new = check_json(&reference);
+    assert!(
+        old.contains_key("var/db/pkg/solo") && !new.contains_key("var/db/pkg/solo"),
+        "the category goes with its only package"
+    );
+    assert_eq!(
+        new.get("etc/solo/edited.conf").map(String::as_str),
+        Some("file 100644 conf, edited\n"),
+        "the edited config file stays"
+    );
+    let steps: u64 = fs::read_to_string(&count_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        steps > 10,
+        "only {steps} crash points: is the crashpoints feature on?"
+    );
+    let mut kept = Vec::new();
+    let mut news = 0u64;
+    for n in 1..=steps {
+        let root = t.path().join(format!("run-{n}"));
+        copy_tree(&base, &root);
+        let o = vt(&root, &args, &[("VARTREE_CRASH_AT", n.to_string())]);
+        assert!(!o.status.success(), "step {n}: the run was not interrupted");
+        let committed = journal_committed(&root);
+        if n % 5 == 0 {
+            let _ = vt(&root, &["recover"], &[("VARTREE_CRASH_AT", "2".into())]);
+        }
+        ok(&vt(&root, &["recover"], &[]));
+        let which = verify(
+            &root,
+            &old,
+            &new,
+            &check_old,
+            &check_new,
+            &format!("unmerge, crash at step {n}"),
+        );
+        // The journal is committed before the first removal: only a crash
+        // before that (while the journal is written) leaves the old state.
+        assert_eq!(
+            which,
+            if committed { "new" } else { "old" },
+            "step {n}: committed: {committed}"
+        );
+        if committed {
+            news += 1;
+        }
+        if n % 4 == 0 || n == steps {
+            kept.push(root);
+        } else {
+            fs::remove_dir_all(&root).unwrap();
+        }
+    }
+    eprintln!("unmerge crash harness: {steps} steps, {news} after the commit point");
+    assert!(
+        news * 4 > steps * 3,
+        "most steps are after the commit point"
+    );
+    portage_reads_cleanly(&kept);
+}
+
+/// Does a journal under `var/db/.vartree` hold its commit record?
+fn journal_committed(root: &Path) -> bool {
+    let Ok(dir) = fs::read_dir(root.join("var/db/.vartree")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .any(|e| fs::read_to_string(e.path()).is_ok_and(|s| s.lines().any(|l| l == "COMMIT")))
+}

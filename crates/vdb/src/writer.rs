@@ -389,22 +389,62 @@ pub fn rewrite_contents_sorted(
 /// tree, then the category directory if it is now empty, with the mtime
 /// bumps around it.
 pub fn delete_entry(vdb: &Vdb, entry: &VdbEntry) -> Result<(), VdbError> {
-    bump_mtime(vdb, entry.cpv.category())?;
-    let dir = vdb.installed_dir(entry.cpv.category(), entry.cpv.pf())?;
+    let (category, pf) = (entry.cpv.category(), entry.cpv.pf());
+    bump_mtime(vdb, category)?;
+    let dir = vdb.installed_dir(category, pf)?;
+    let gone = vdb.state().entry(&entry_rel(category, &removed_name(pf)))?;
+    // A leftover of an earlier interrupted deletion of the same name.
+    remove_tree_if_present(&gone)?;
     rootfs::crash::point("delete entry");
-    match fs::remove_dir_all(&dir) {
+    // The entry disappears whole: readers (Portage's included, which skip
+    // dot names) never see it half removed.
+    match fs::rename(&dir, &gone) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(VdbError::io("remove", &dir, e)),
+        Err(e) => return Err(VdbError::io("move aside", &dir, e)),
     }
-    if remove_category_if_empty(vdb, entry.cpv.category()) {
+    rootfs::crash::point("remove deleted entry");
+    finish_delete(vdb, category, pf)
+}
+
+/// The name an entry has while [`delete_entry`] removes it.
+pub fn removed_name(pf: &str) -> String {
+    format!(".vartree-removed.{pf}")
+}
+
+fn remove_tree_if_present(dir: &Path) -> Result<(), VdbError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(VdbError::io("remove", dir, e)),
+    }
+}
+
+/// The end of [`delete_entry`], idempotent, for recovery after a crash:
+/// remove what is left of `CAT/PF` under its removal name, then the
+/// category directory when it is empty. The caller holds the VDB lock.
+pub fn finish_delete(vdb: &Vdb, category: &str, pf: &str) -> Result<(), VdbError> {
+    let gone = vdb.state().entry(&entry_rel(category, &removed_name(pf)))?;
+    remove_tree_if_present(&gone)?;
+    rootfs::crash::point("remove empty category");
+    if remove_category_if_empty(vdb, category) {
         let vdb_dir = vdb.state().path(VDB_PATH)?;
         if let Err(e) = touch_dir(&vdb_dir) {
             return Err(VdbError::io("set mtime of", &vdb_dir, e));
         }
         return Ok(());
     }
-    bump_mtime(vdb, entry.cpv.category())
+    // Not created again when it is gone (an earlier run removed it).
+    let state = vdb.state();
+    for d in [state.path(&category_rel(category))?, state.path(VDB_PATH)?] {
+        match touch_dir(&d) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(VdbError::io("set mtime of", &d, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Remove `var/db/pkg/CAT` if it is an empty directory (a symlink to one
