@@ -122,6 +122,8 @@ def main():
             print(f"\nPortage / vartree: **{med['portage'] / med['vartree']:.1f}x** (merge call alone: "
                   f"{med['portage-merge-call'] / med['vartree']:.1f}x); vartree / floor: **{med['vartree'] / med['floor']:.2f}x**")
         if scenarios & {"unmerge", "upgrade", "reinstall"}:
+            if "portage" not in args.lifecycle_tools.split(","):
+                raise SystemExit("--lifecycle-tools must include portage (ratios are against it)")
             results[f"{n}-lifecycle"] = lifecycle(args, n, img, bi, scenarios)
     if args.json:
         with open(args.json, "w") as f:
@@ -146,11 +148,24 @@ def changed_image(img, out, percent=1):
     return len(files[::step])
 
 
+LIFECYCLE_TOOLS = {
+    # name: (merge options, options for reinstall/upgrade)
+    "vartree": (["--move-image"], []),
+    "vartree-copy": ([], []),
+    "vartree-copy-trust": ([], ["--trust-vdb"]),
+}
+
+
 def lifecycle(args, n, img, bi, scenarios):
-    """Unmerge, 1%-changed upgrade and identical reinstall, both tools."""
+    """Unmerge, 1%-changed upgrade and identical reinstall, both tools.
+
+    vartree runs three ways: `--move-image` (the image consumed by rename,
+    as Portage does), copy mode (`vartree merge` without options: the image
+    is kept, every placed file is written), and copy mode with `--trust-vdb`
+    for the reinstall and the upgrade. The unmerge floor is `rm -rf` of the
+    package's top directory on a root holding it (merged by vartree)."""
     w = args.workdir
     stage, root = os.path.join(w, "stage"), os.path.join(w, "root")
-    ref = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "tools", "portage-ref")
     img2 = os.path.join(w, f"image-{n}-1pct")
     nchanged = changed_image(img, img2)
     bi2 = os.path.join(w, "build-info-1.1")
@@ -158,14 +173,16 @@ def lifecycle(args, n, img, bi, scenarios):
     for k, v in {"CATEGORY": "app-misc", "PF": "many-1.1", "SLOT": "0", "EAPI": "8", "repository": "gentoo"}.items():
         with open(os.path.join(bi2, k), "w") as f:
             f.write(v + "\n")
+    tools = [t for t in args.lifecycle_tools.split(",") if t]
 
-    def merge(tool, image, info, cpv, timed):
+    def merge(tool, image, info, cpv, timed, again=False):
         shutil.rmtree(stage, ignore_errors=True)
         subprocess.run(["cp", "-a", image, stage], check=True)
         subprocess.run(["sync"], check=True)
-        if tool == "vartree":
+        if tool.startswith("vartree"):
+            first, later = LIFECYCLE_TOOLS[tool]
             cmd = [args.vartree, "--root", root, "merge", "--image", stage, "--build-info", info,
-                   "--sync", args.sync, "--move-image"]
+                   "--sync", args.sync] + first + (later if again else [])
             env = vt_env()
         else:
             cmd = [args.python, os.path.join(REF, "merge_image.py"), "--root", root, "--image", stage,
@@ -177,7 +194,7 @@ def lifecycle(args, n, img, bi, scenarios):
         return dt if timed else None
 
     def unmerge(tool, cpv):
-        if tool == "vartree":
+        if tool.startswith("vartree"):
             return run([args.vartree, "--root", root, "unmerge", cpv], env=vt_env())
         cmd = [args.python, os.path.join(REF, "unmerge.py"), "--root", root, "--cpv", cpv, "--no-env-update"]
         if args.sync == "never":
@@ -186,34 +203,51 @@ def lifecycle(args, n, img, bi, scenarios):
 
     t = {}
     for rep in range(args.reps):
-        for tool in ("vartree", "portage"):
-            if "fresh" not in scenarios or "upgrade" in scenarios or "reinstall" in scenarios:
-                fresh(root)
-                t.setdefault(f"{tool}-fresh", []).append(merge(tool, img, bi, "app-misc/many-1.0", True))
-            else:
-                fresh(root)
-                merge(tool, img, bi, "app-misc/many-1.0", False)
+        for tool in tools:
+            fresh(root)
+            t.setdefault(f"{tool}-fresh", []).append(merge(tool, img, bi, "app-misc/many-1.0", True))
             if "reinstall" in scenarios:
-                t.setdefault(f"{tool}-reinstall", []).append(merge(tool, img, bi, "app-misc/many-1.0", True))
+                t.setdefault(f"{tool}-reinstall", []).append(
+                    merge(tool, img, bi, "app-misc/many-1.0", True, again=True))
             if "upgrade" in scenarios:
-                t.setdefault(f"{tool}-upgrade-1pct", []).append(merge(tool, img2, bi2, "app-misc/many-1.1", True))
+                t.setdefault(f"{tool}-upgrade-1pct", []).append(
+                    merge(tool, img2, bi2, "app-misc/many-1.1", True, again=True))
                 cpv = "app-misc/many-1.1"
             else:
                 cpv = "app-misc/many-1.0"
             if "unmerge" in scenarios:
                 subprocess.run(["sync"], check=True)
                 t.setdefault(f"{tool}-unmerge", []).append(unmerge(tool, cpv))
+        if "unmerge" in scenarios:
+            # The floor: remove the same files with rm -rf, nothing else.
+            fresh(root)
+            merge("vartree", img, bi, "app-misc/many-1.0", False)
+            subprocess.run(["sync"], check=True)
+            top = os.path.join(root, "usr")
+            t.setdefault("floor-unmerge", []).append(run(["rm", "-rf", top]))
         sys.stderr.write(f"  size {n} lifecycle: rep {rep + 1}/{args.reps} done\n")
     med = {k: statistics.median(v) for k, v in t.items()}
-    print(f"\n### {n} files: unmerge, upgrade with {nchanged} files (1%) changed, identical reinstall; sync={args.sync} (median of {args.reps})")
-    print("| operation | Portage s | vartree s | Portage / vartree |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"\n### {n} files: unmerge, upgrade with {nchanged} files (1%) changed, identical reinstall; "
+          f"sync={args.sync}, workdir {args.workdir} (median of {args.reps})")
+    vts = [x for x in tools if x != "portage"]
+    print("| operation | Portage s | " + " | ".join(f"{x} s" for x in vts) + " | "
+          + " | ".join(f"Portage / {x}" for x in vts) + " |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in vts) + " | " + " | ".join("---:" for _ in vts) + " |")
     for op in ("fresh", "upgrade-1pct", "reinstall", "unmerge"):
-        if f"vartree-{op}" in med:
-            print(f"| {op} | {med['portage-' + op]:.3f} | {med['vartree-' + op]:.3f} | {med['portage-' + op] / med['vartree-' + op]:.1f}x |")
-    if "vartree-upgrade-1pct" in med:
-        print(f"\nvartree: fresh merge / 1%-changed upgrade = **{med['vartree-fresh'] / med['vartree-upgrade-1pct']:.1f}x**; "
-              f"Portage: {med['portage-fresh'] / med['portage-upgrade-1pct']:.1f}x")
+        if f"portage-{op}" not in med:
+            continue
+        p = med[f"portage-{op}"]
+        row = [f"{med[x + '-' + op]:.3f}" for x in vts]
+        ratio = [f"{p / med[x + '-' + op]:.1f}x" for x in vts]
+        print(f"| {op} | {p:.3f} | " + " | ".join(row) + " | " + " | ".join(ratio) + " |")
+    if "floor-unmerge" in med:
+        f = med["floor-unmerge"]
+        print(f"\nunmerge floor (`rm -rf` of the tree): {f:.3f} s; Portage / floor {med['portage-unmerge'] / f:.1f}x; "
+              + "; ".join(f"{x} / floor {med[x + '-unmerge'] / f:.2f}x" for x in vts))
+    if "upgrade" in scenarios:
+        print("\nfresh merge / 1%-changed upgrade: "
+              + "; ".join(f"{x} **{med[x + '-fresh'] / med[x + '-upgrade-1pct']:.1f}x**" for x in vts)
+              + f"; Portage {med['portage-fresh'] / med['portage-upgrade-1pct']:.1f}x")
     return {"median_s": med, "runs": t}
 
 

@@ -2,6 +2,7 @@
 # Merge benchmark: vartree vs Portage's merge vs a rename-only floor, in one run.
 #
 #   scripts/bench-merge.sh [--sizes 10000,50000] [--reps 3] [--sync auto|never] [--workdir DIR]
+#                           [--scenarios fresh,unmerge,upgrade,reinstall] [--lifecycle-tools ...]
 #
 # Builds vartree and the floor program in release mode, makes the Portage venv
 # if needed, then runs bench/merge_bench.py (see its docstring for what is

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use rootfs::copy::{CopyProbe, Placement};
-use rootfs::dir::{set_file_times, set_owner_mode, DirHandle};
+use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
 use rootfs::root::{FileKind, Root};
 use vdb::contents::{ContentsEntry, EntryKind};
 use vdb::db::{Reporter, Vdb};
@@ -80,7 +80,23 @@ pub struct MergeOptions {
     /// CONFIG_PROTECT, COLLISION_IGNORE, INSTALL_MASK, FEATURES, … (the
     /// replaced instance's leftovers are unmerged with the same settings).
     pub settings: crate::config::MergeSettings,
+    /// md5s of image files already known (computed while the image was
+    /// written, as `install` does), by image path (`/usr/bin/x`): used for
+    /// a file whose size and mtime are still the recorded ones, instead of
+    /// reading it again.
+    pub known_md5: Option<std::sync::Arc<KnownDigests>>,
 }
+
+/// A digest computed while an image file was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownDigest {
+    pub size: u64,
+    pub mtime: FileTime,
+    pub md5: String,
+}
+
+/// [`KnownDigest`]s by image path (raw bytes, leading `/`).
+pub type KnownDigests = HashMap<Vec<u8>, KnownDigest>;
 
 impl MergeOptions {
     pub fn new(
@@ -101,6 +117,7 @@ impl MergeOptions {
             trust_vdb: false,
             replace: Vec::new(),
             settings: crate::config::MergeSettings::defaults(),
+            known_md5: None,
         }
     }
 }
@@ -193,13 +210,24 @@ pub struct ImageFacts {
     pub targets: HashMap<usize, Vec<u8>>,
 }
 
-/// Hash every file of the image (on every core) and settle symlink targets.
-pub fn image_facts(image: &Image, info: &BuildInfo) -> Result<ImageFacts, MergeError> {
+/// Hash every file of the image (on every core; not those whose digest is
+/// `known` and whose size and mtime are unchanged since) and settle symlink
+/// targets.
+pub fn image_facts(
+    image: &Image,
+    info: &BuildInfo,
+    known: Option<&KnownDigests>,
+) -> Result<ImageFacts, MergeError> {
     let mut facts = ImageFacts::default();
     let mut files = Vec::new();
     for (i, e) in image.entries.iter().enumerate() {
         match &e.kind {
-            ImageKind::File => files.push(i),
+            ImageKind::File => match known.and_then(|k| k.get(&e.raw_path)) {
+                Some(k) if k.size == e.size && k.mtime == e.mtime => {
+                    facts.md5.insert(i, k.md5.clone());
+                }
+                _ => files.push(i),
+            },
             ImageKind::Symlink { target } => {
                 let t = if info.rewrites_image_symlinks() {
                     strip_image_prefix_any(target, &image.dir).unwrap_or_else(|| target.clone())
@@ -728,6 +756,33 @@ impl Stager<'_> {
         })
     }
 
+    /// Move a whole new directory out of the image as `name` in `dir` (one
+    /// rename; see [`movable_trees`]). `inner`: the entries below it.
+    fn move_tree(
+        &mut self,
+        e: &ImageEntry,
+        dir: &Rc<DirHandle>,
+        dir_path: &[u8],
+        name: &[u8],
+        inner: &[ImageEntry],
+    ) -> Result<(), MergeError> {
+        self.note_move(e, dir_path, name)?;
+        let src_dir = self.image_dirs.parent_of(e)?;
+        src_dir
+            .rename_noreplace(e.raw_name(), dir, name)
+            .map_err(|err| MergeError::root_io("move from the image", &e.path, err))?;
+        self.moved
+            .push((dir.clone(), name.to_vec(), src_dir, e.raw_name().to_vec()));
+        for x in inner.iter().filter(|x| x.kind == ImageKind::File) {
+            self.inodes.insert(rootfs::root::FileId {
+                dev: x.inode.0,
+                ino: x.inode.1,
+            });
+            *self.placements.entry(Placement::Rename).or_default() += 1;
+        }
+        Ok(())
+    }
+
     /// Put files moved out of the image back (before the staged trees that
     /// hold them are removed).
     fn unmove(&mut self) {
@@ -1148,7 +1203,7 @@ pub fn merge_image(
     )?;
 
     let image_dirs = ImageDirs::new(&image);
-    let facts = image_facts(&image, &info)?;
+    let facts = image_facts(&image, &info, opts.known_md5.as_deref())?;
     let plan = plan_merge(
         &root,
         &image,
@@ -1572,6 +1627,108 @@ pub(crate) fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// New directories whose whole image subtree can be moved into ROOT with
+/// one rename (`--move-image` on one filesystem), by index of the
+/// directory, with the end of its subtree in `image.entries`: the largest
+/// such subtrees (a new directory that cannot move whole is created, and
+/// its new subdirectories are tried in turn). Everything below must be
+/// merged as it is in the image: every entry placed under its own name (no
+/// config protection, no confmem skip, no INSTALL_MASK leftovers, no
+/// renamed invalid-UTF-8 names, no rewritten symlink target), hard links
+/// all inside, and no directory carrying xattrs (a created directory gets
+/// none, as with Portage).
+fn movable_trees(
+    image: &Image,
+    plan: &MergePlan,
+    facts: &ImageFacts,
+    image_dirs: &mut ImageDirs,
+) -> HashMap<usize, usize> {
+    let mut out = HashMap::new();
+    let n = image.entries.len();
+    // Entry index → may it move as it is (cached across ancestors).
+    let mut own_ok: HashMap<usize, bool> = HashMap::new();
+    let mut i = 0;
+    while i < n {
+        if !matches!(
+            plan.actions[i],
+            Action::NewDirTop { .. } | Action::NewDirInner
+        ) {
+            i += 1;
+            continue;
+        }
+        let mut prefix = image.entries[i].path.clone();
+        prefix.push(b'/');
+        let mut end = i + 1;
+        while end < n && image.entries[end].path.starts_with(&prefix) {
+            end += 1;
+        }
+        if tree_movable(image, plan, facts, image_dirs, &mut own_ok, i, end, &prefix) {
+            out.insert(i, end);
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tree_movable(
+    image: &Image,
+    plan: &MergePlan,
+    facts: &ImageFacts,
+    image_dirs: &mut ImageDirs,
+    own_ok: &mut HashMap<usize, bool>,
+    top: usize,
+    end: usize,
+    prefix: &[u8],
+) -> bool {
+    if image.masked.iter().any(|m| m.starts_with(prefix)) {
+        return false;
+    }
+    let mut links: HashMap<(u64, u64), (u64, u64)> = HashMap::new();
+    for j in top..end {
+        let e = &image.entries[j];
+        let ok = *own_ok
+            .entry(j)
+            .or_insert_with(|| entry_movable(image, plan, facts, image_dirs, j));
+        if !ok {
+            return false;
+        }
+        if e.kind == ImageKind::File && e.nlink > 1 {
+            links.entry(e.inode).or_insert((0, e.nlink)).0 += 1;
+        }
+    }
+    links.values().all(|(seen, nlink)| seen == nlink)
+}
+
+/// Can entry `j` be merged by moving it along with its directory?
+fn entry_movable(
+    image: &Image,
+    plan: &MergePlan,
+    facts: &ImageFacts,
+    image_dirs: &mut ImageDirs,
+    j: usize,
+) -> bool {
+    let e = &image.entries[j];
+    if e.raw_path != e.path {
+        return false;
+    }
+    let placed_as_is = match &plan.actions[j] {
+        Action::NewDirTop { .. } | Action::NewDirInner => true,
+        Action::PlaceInner { dest } => dest.as_slice() == e.name(),
+        _ => false,
+    };
+    placed_as_is
+        && match &e.kind {
+            ImageKind::Symlink { target } => facts.targets.get(&j) == Some(target),
+            ImageKind::Dir => image_dirs.dir(&e.raw_path).is_ok_and(|d| {
+                rootfs::dir::read_xattrs(std::os::fd::AsFd::as_fd(&*d)).is_ok_and(|x| x.is_empty())
+            }),
+            _ => true,
+        }
+}
+
 /// Create everything under temp names (each written ahead to the journal);
 /// collect the commit steps as journal records.
 fn stage(
@@ -1602,6 +1759,13 @@ fn stage(
     let mut file_ops = Vec::new();
     let mut sym_ops = Vec::new();
     let total = image.entries.len();
+    let trees = if st.move_image && st.image_dev == st.root_dev && !st.fsync {
+        movable_trees(image, plan, facts, &mut st.image_dirs)
+    } else {
+        HashMap::new()
+    };
+    // The end of the subtree moved whole last.
+    let mut moved_until = 0;
     for (i, e) in image.entries.iter().enumerate() {
         if i % 1024 == 0 && total > 4096 {
             reporter.event(MergeEvent::Progress {
@@ -1609,6 +1773,9 @@ fn stage(
                 done: i,
                 total,
             });
+        }
+        if i < moved_until {
+            continue;
         }
         if let Some(sig) = rootfs::signal::pending() {
             return Err(MergeError::Signal {
@@ -1643,16 +1810,22 @@ fn stage(
             }
             Action::NewDirTop { aside } => {
                 let temp = temp_name(e.name(), &st.tx);
-                st.note(Record::Tree {
-                    dir: ppath.clone(),
-                    name: temp.clone(),
-                })?;
-                staged.temps.push((parent.clone(), temp.clone(), true));
-                st.create(e, None, &parent, &ppath, &temp)?;
-                let h = parent
-                    .open_subdir(&temp)
-                    .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
-                dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, &temp)));
+                if let Some(&end) = trees.get(&i) {
+                    // Journaled as a move: a rollback puts it back whole.
+                    st.move_tree(e, &parent, &ppath, &temp, &image.entries[i + 1..end])?;
+                    moved_until = end;
+                } else {
+                    st.note(Record::Tree {
+                        dir: ppath.clone(),
+                        name: temp.clone(),
+                    })?;
+                    staged.temps.push((parent.clone(), temp.clone(), true));
+                    st.create(e, None, &parent, &ppath, &temp)?;
+                    let h = parent
+                        .open_subdir(&temp)
+                        .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
+                    dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, &temp)));
+                }
                 if let Some(b) = aside {
                     dir_ops.push(Record::Aside {
                         dir: ppath.clone(),
@@ -1668,11 +1841,16 @@ fn stage(
                 });
             }
             Action::NewDirInner => {
-                st.create(e, None, &parent, &ppath, e.name())?;
-                let h = parent
-                    .open_subdir(e.name())
-                    .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
-                dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, e.name())));
+                if let Some(&end) = trees.get(&i) {
+                    st.move_tree(e, &parent, &ppath, e.name(), &image.entries[i + 1..end])?;
+                    moved_until = end;
+                } else {
+                    st.create(e, None, &parent, &ppath, e.name())?;
+                    let h = parent
+                        .open_subdir(e.name())
+                        .map_err(|err| MergeError::root_io("open directory", &e.path, err))?;
+                    dirs.insert(e.path.clone(), (Rc::new(h), child_path(&ppath, e.name())));
+                }
             }
             Action::PlaceInner { dest } => {
                 st.create(e, target, &parent, &ppath, dest)?;

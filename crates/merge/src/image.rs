@@ -88,6 +88,9 @@ pub struct Image {
     pub eprefix: Vec<u8>,
     /// Every entry below `D/EPREFIX`, parents before children.
     pub entries: Vec<ImageEntry>,
+    /// Paths of the entries INSTALL_MASK dropped (still in the image
+    /// directory, not merged).
+    pub masked: Vec<Vec<u8>>,
 }
 
 fn stat_entry(
@@ -159,6 +162,7 @@ pub fn scan_image(image_dir: &Path, eprefix: &Path) -> Result<Image, MergeError>
                     dir: image_dir.to_owned(),
                     eprefix: eprefix_bytes,
                     entries: Vec::new(),
+                    masked: Vec::new(),
                 })
             }
             Err(e) => {
@@ -185,6 +189,7 @@ pub fn scan_image(image_dir: &Path, eprefix: &Path) -> Result<Image, MergeError>
         dir: image_dir.to_owned(),
         eprefix: eprefix_bytes,
         entries,
+        masked: Vec::new(),
     })
 }
 
@@ -277,6 +282,11 @@ pub fn apply_install_mask(image: &mut Image, mask: &crate::mask::InstallMask) {
             keep[i] = false;
         } else {
             has_child.insert(e.parent().to_vec());
+        }
+    }
+    for (e, k) in image.entries.iter().zip(&keep) {
+        if !k {
+            image.masked.push(e.path.clone());
         }
     }
     let mut k = keep.into_iter();

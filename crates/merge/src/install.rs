@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
 
-use crate::engine::{merge_image, MergeOptions, MergeOutcome, MergeReporter};
+use crate::engine::{
+    merge_image, KnownDigest, KnownDigests, MergeOptions, MergeOutcome, MergeReporter,
+};
 use crate::error::MergeError;
 use crate::journal::JOURNAL_DIR;
 use vdb::state::StatePaths;
@@ -131,12 +133,21 @@ fn bin_err(e: binpkg::Error) -> MergeError {
 /// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs
 /// (not for `pretend`: they do not change the plan, and the temporary
 /// directory's filesystem may not take them).
+/// Returns the md5 of every regular file, computed while it was written.
 fn unpack(
     pkg: &binpkg::BinPkg,
     path: &Path,
     staging: &Staging,
     pretend: bool,
-) -> Result<(), MergeError> {
+) -> Result<KnownDigests, MergeError> {
+    let mut known = KnownDigests::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let key = |p: &[u8]| {
+        let mut k = Vec::with_capacity(p.len() + 1);
+        k.push(b'/');
+        k.extend_from_slice(p.strip_prefix(b"/").unwrap_or(p));
+        k
+    };
     let bi = staging.build_info();
     let io_err = |op: &'static str, p: &Path| {
         let p = p.to_owned();
@@ -230,7 +241,8 @@ fn unpack(
             }
             binpkg::EntryKind::File => {
                 let mut f = dir.create_file(&name, 0o600).map_err(ioe("create"))?;
-                io::copy(e, &mut f).map_err(ioe("write"))?;
+                let (md5, size) =
+                    vdb::digest::md5_copy(e, &mut f, &mut buf).map_err(ioe("write"))?;
                 f.flush().map_err(ioe("write"))?;
                 set_owner_mode(&f, e.uid as u32, e.gid as u32, e.mode)
                     .map_err(ioe("chown/chmod"))?;
@@ -239,6 +251,7 @@ fn unpack(
                         .map_err(ioe("set xattrs"))?;
                 }
                 set_file_times(&f, mtime, mtime).map_err(ioe("set times"))?;
+                known.insert(key(&e.path), KnownDigest { size, mtime, md5 });
             }
             binpkg::EntryKind::Symlink => {
                 let target = e.link_target.clone().unwrap_or_default();
@@ -252,6 +265,9 @@ fn unpack(
                 let target = e.link_target.clone().unwrap_or_default();
                 let (tdir, tname) = open_parent(&target).map_err(ioe("open directory"))?;
                 tdir.link(&tname, &dir, &name).map_err(ioe("link"))?;
+                if let Some(k) = known.get(&key(&target)).cloned() {
+                    known.insert(key(&e.path), k);
+                }
             }
             binpkg::EntryKind::Fifo
             | binpkg::EntryKind::CharDevice
@@ -289,7 +305,7 @@ fn unpack(
             .map_err(|e| MergeError::image_io("chmod", &rel, e))?;
     }
     let _ = seen_root;
-    Ok(())
+    Ok(known)
 }
 
 mod libc_mode {
@@ -323,8 +339,9 @@ pub fn install_package(
         crate::engine::check_state(&vdb, &pkg.cpv().map_err(bin_err)?)?;
     }
     let staging = Staging::new(vdb.state(), opts.merge.pretend)?;
-    unpack(&pkg, path, &staging, opts.merge.pretend)?;
+    let known = unpack(&pkg, path, &staging, opts.merge.pretend)?;
     let mut m = opts.merge.clone();
+    m.known_md5 = Some(std::sync::Arc::new(known));
     m.image = staging.image();
     m.build_info = staging.build_info();
     m.move_image = true;

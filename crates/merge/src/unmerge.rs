@@ -285,9 +285,22 @@ pub struct UnmergeResult {
     pub failed: Vec<(Vec<u8>, String)>,
 }
 
-/// Remove what the plan says: files (set-id and other non-symlinks are
-/// `chmod 0` first, so that a stray hard link to them is harmless), then
-/// empty directories, deepest first. Errors are collected, not fatal.
+/// Must a file be made harmless (`chmod 0`) before it is unlinked?
+fn needs_disarming(st: &rootfs::root::EntryStat) -> bool {
+    st.kind != FileKind::Symlink
+        && st.kind != FileKind::Directory
+        && (st.nlink > 1 || st.mode & 0o6111 != 0)
+}
+
+/// Remove what the plan says: files, then empty directories, deepest
+/// first. Errors are collected, not fatal.
+///
+/// Like Portage's `unlink`, a file that could outlive its removal as a
+/// dangerous hard link is `chmod 0` first: one with other links, or one
+/// that is set-id or executable (file capabilities live on executables).
+/// Portage does this for every non-symlink; for a plain file with a single
+/// link, nothing of it remains after the `unlink`, so the `chmod` is left
+/// out (compat D38).
 pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
     let mut res = UnmergeResult::default();
     let mut dirs = DirCache::new(root);
@@ -298,7 +311,7 @@ pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
         };
         let r = (|| {
             let st = dir.lstat(name)?;
-            if st.kind != FileKind::Symlink {
+            if needs_disarming(&st) {
                 dir.chmod(name, 0)?;
             }
             dir.unlink(name)

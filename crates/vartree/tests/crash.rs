@@ -706,3 +706,107 @@ fn journal_committed(root: &Path) -> bool {
     dir.filter_map(Result::ok)
         .any(|e| fs::read_to_string(e.path()).is_ok_and(|s| s.lines().any(|l| l == "COMMIT")))
 }
+
+/// A `--move-image` upgrade aborted at every crash point: new directories
+/// moved out of the image whole (one of them inside a directory that is
+/// created entry by entry because it holds an INSTALL_MASKed file), files
+/// moved one by one into existing directories. After `recover` the root is
+/// old or new, and when old the image is whole again.
+#[test]
+fn crash_at_every_step_of_a_move_image_upgrade() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base");
+    fs::create_dir_all(base.join("usr/lib")).unwrap();
+    let pk = t.path().join("pkgs");
+    let v1 = pkg(
+        &pk,
+        "a/mv-1",
+        &[("/usr/bin/mv", "mv 1\n"), ("/usr/share/mv/old", "old\n")],
+        &[],
+    );
+    let mut a = merge_args(&v1);
+    a.truncate(a.len() - 2);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    ok(&vt(&base, &a, &[]));
+    let v2 = pkg(
+        &pk,
+        "a/mv-2",
+        &[
+            ("/usr/bin/mv", "mv 2\n"),
+            ("/usr/share/mv/new", "new\n"),
+            ("/usr/share/whole/a", "a\n"),
+            ("/usr/share/whole/sub/b", "b\n"),
+            ("/usr/share/whole/link", "->a"),
+            ("/usr/share/mixed/keep", "keep\n"),
+            ("/usr/share/mixed/drop.la", "la\n"),
+            ("/usr/share/mixed/inner/x", "x\n"),
+            ("/usr/share/mixed/inner/deep/y", "y\n"),
+        ],
+        &[("INSTALL_MASK", "*.la")],
+    );
+    let image_orig = t.path().join("image-orig");
+    copy_tree(&v2.image, &image_orig);
+    let image_state = state(&image_orig);
+    let mut args = merge_args(&v2);
+    args.truncate(args.len() - 2);
+    args.push("--move-image".into());
+    // The image is consumed: every run gets a fresh copy at `img`.
+    let img = t.path().join("img");
+    let pos = args.iter().position(|x| x == "--image").unwrap() + 1;
+    args[pos] = img.display().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let old = state(&base);
+    let check_old = check_json(&base);
+    let reference = t.path().join("reference");
+    copy_tree(&base, &reference);
+    copy_tree(&image_orig, &img);
+    let count_file = t.path().join("count");
+    ok(&vt(
+        &reference,
+        &args,
+        &[("VARTREE_CRASH_COUNT", count_file.display().to_string())],
+    ));
+    assert!(
+        !img.join("usr/share/whole").exists() && !img.join("usr/share/mixed/inner").exists(),
+        "whole directories were moved"
+    );
+    assert!(img.join("usr/share/mixed/drop.la").exists());
+    fs::remove_dir_all(&img).unwrap();
+    let new = state(&reference);
+    let check_new = check_json(&reference);
+    let steps: u64 = fs::read_to_string(&count_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(steps > 10, "only {steps} crash points");
+    let (mut olds, mut news) = (0, 0);
+    for n in 1..=steps {
+        let root = t.path().join(format!("run-{n}"));
+        copy_tree(&base, &root);
+        copy_tree(&image_orig, &img);
+        let o = vt(&root, &args, &[("VARTREE_CRASH_AT", n.to_string())]);
+        assert!(!o.status.success(), "step {n}: the run was not interrupted");
+        if n % 6 == 0 {
+            let _ = vt(&root, &["recover"], &[("VARTREE_CRASH_AT", "1".into())]);
+        }
+        ok(&vt(&root, &["recover"], &[]));
+        let what = format!("move-image, crash at step {n}");
+        match verify(&root, &old, &new, &check_old, &check_new, &what) {
+            "old" => {
+                olds += 1;
+                assert_eq!(
+                    state(&img),
+                    image_state,
+                    "{what}: the image is not whole again"
+                );
+            }
+            _ => news += 1,
+        }
+        fs::remove_dir_all(&img).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+    eprintln!("move-image crash harness: {steps} steps; {olds} old, {news} new");
+    assert!(olds > 0 && news > 0, "both outcomes must occur");
+}
