@@ -774,11 +774,13 @@ impl Stager<'_> {
         self.moved
             .push((dir.clone(), name.to_vec(), src_dir, e.raw_name().to_vec()));
         for x in inner.iter().filter(|x| x.kind == ImageKind::File) {
-            self.inodes.insert(rootfs::root::FileId {
+            // A hard-link group is one placement, as entry by entry.
+            if self.inodes.insert(rootfs::root::FileId {
                 dev: x.inode.0,
                 ino: x.inode.1,
-            });
-            *self.placements.entry(Placement::Rename).or_default() += 1;
+            }) {
+                *self.placements.entry(Placement::Rename).or_default() += 1;
+            }
         }
         Ok(())
     }
@@ -1721,6 +1723,12 @@ fn entry_movable(
     };
     placed_as_is
         && match &e.kind {
+            // A hard-linked symlink or node is created anew entry by entry.
+            ImageKind::Symlink { .. } | ImageKind::Fifo | ImageKind::Device { .. }
+                if e.nlink > 1 =>
+            {
+                false
+            }
             ImageKind::Symlink { target } => facts.targets.get(&j) == Some(target),
             ImageKind::Dir => image_dirs.dir(&e.raw_path).is_ok_and(|d| {
                 rootfs::dir::read_xattrs(std::os::fd::AsFd::as_fd(&*d)).is_ok_and(|x| x.is_empty())
@@ -1811,7 +1819,14 @@ fn stage(
             Action::NewDirTop { aside } => {
                 let temp = temp_name(e.name(), &st.tx);
                 if let Some(&end) = trees.get(&i) {
-                    // Journaled as a move: a rollback puts it back whole.
+                    // Journaled as a staged tree and a move: a rollback puts
+                    // it back whole (the later record is undone first), and
+                    // removes it when it cannot be put back.
+                    st.note(Record::Tree {
+                        dir: ppath.clone(),
+                        name: temp.clone(),
+                    })?;
+                    staged.temps.push((parent.clone(), temp.clone(), true));
                     st.move_tree(e, &parent, &ppath, &temp, &image.entries[i + 1..end])?;
                     moved_until = end;
                 } else {

@@ -10,10 +10,12 @@
 //! `--pretend` nothing in ROOT is touched: the package is unpacked into the
 //! system's temporary directory instead (nothing is moved out of it).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
 
@@ -129,6 +131,148 @@ fn bin_err(e: binpkg::Error) -> MergeError {
     MergeError::from(e)
 }
 
+/// Files up to this size are written by the worker threads (their data is
+/// read into memory first); larger ones by the reading thread itself.
+const SMALL_FILE: u64 = 256 * 1024;
+
+/// A regular file for a worker thread to write.
+struct FileJob {
+    dir: Arc<DirHandle>,
+    name: Vec<u8>,
+    /// The image path, as [`KnownDigests`] keys it.
+    key: Vec<u8>,
+    /// The archive's name, for messages.
+    shown: String,
+    data: Vec<u8>,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: FileTime,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Write one regular file: content (hashed on the way), owner and mode,
+/// xattrs (unless `pretend`), times. Returns its digest.
+#[allow(clippy::too_many_arguments)]
+fn write_file(
+    dir: &DirHandle,
+    name: &[u8],
+    data: &mut dyn io::Read,
+    buf: &mut [u8],
+    (uid, gid, mode): (u32, u32, u32),
+    mtime: FileTime,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    pretend: bool,
+    shown: &str,
+) -> Result<KnownDigest, MergeError> {
+    let ioe = |op: &'static str| {
+        move |err: io::Error| MergeError::ImageIo {
+            op,
+            path: shown.to_owned(),
+            source: err,
+        }
+    };
+    let mut f = dir.create_file(name, 0o600).map_err(ioe("create"))?;
+    let (md5, size) = vdb::digest::md5_copy(data, &mut f, buf).map_err(ioe("write"))?;
+    f.flush().map_err(ioe("write"))?;
+    set_owner_mode(&f, uid, gid, mode).map_err(ioe("chown/chmod"))?;
+    if !pretend {
+        rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), xattrs)
+            .map_err(ioe("set xattrs"))?;
+    }
+    set_file_times(&f, mtime, mtime).map_err(ioe("set times"))?;
+    Ok(KnownDigest { size, mtime, md5 })
+}
+
+/// What a worker wrote: the digest of each file, by image path.
+type Written = Result<Vec<(Vec<u8>, KnownDigest)>, MergeError>;
+
+/// The worker threads that write small files while the archive is read:
+/// file creation, not decompression, is what an unpack waits for, and
+/// files of different directories are created in parallel (each directory
+/// goes to one worker).
+struct Writers<'scope> {
+    queues: Vec<std::sync::mpsc::SyncSender<FileJob>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'scope, Written>>,
+    /// Worker of the last directory seen, and that directory.
+    current: usize,
+    last_dir: Vec<u8>,
+}
+
+impl<'scope> Writers<'scope> {
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, pretend: bool) -> Option<Self> {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4);
+        if n < 2 {
+            return None;
+        }
+        let mut queues = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(64);
+            queues.push(tx);
+            workers.push(scope.spawn(move || {
+                let mut done = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                for job in rx {
+                    let d = write_file(
+                        &job.dir,
+                        &job.name,
+                        &mut job.data.as_slice(),
+                        &mut buf,
+                        (job.uid, job.gid, job.mode),
+                        job.mtime,
+                        &job.xattrs,
+                        pretend,
+                        &job.shown,
+                    )?;
+                    done.push((job.key, d));
+                }
+                Ok(done)
+            }));
+        }
+        Some(Writers {
+            queues,
+            workers,
+            current: 0,
+            last_dir: Vec::new(),
+        })
+    }
+
+    /// Queue a file; `false` when its worker has stopped (after an error,
+    /// which [`Writers::finish`] returns).
+    fn send(&mut self, parent: &[u8], job: FileJob) -> bool {
+        if parent != self.last_dir.as_slice() {
+            self.current = (self.current + 1) % self.queues.len();
+            self.last_dir = parent.to_vec();
+        }
+        self.queues[self.current].send(job).is_ok()
+    }
+
+    /// Wait for every queued file; the digests, or the first error.
+    fn finish(self, known: &mut KnownDigests) -> Result<(), MergeError> {
+        drop(self.queues);
+        let mut first_err = None;
+        for w in self.workers {
+            match w.join() {
+                Ok(Ok(done)) => known.extend(done),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(MergeError::BadImage {
+                        path: String::new(),
+                        reason: "a file-writing thread failed".into(),
+                    });
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
 /// Unpack a verified package into `staging`: its metadata as build-info
 /// files (plus `BINPKGMD5`), its image with modes, owners, times and xattrs
 /// (not for `pretend`: they do not change the plan, and the temporary
@@ -141,7 +285,6 @@ fn unpack(
     pretend: bool,
 ) -> Result<KnownDigests, MergeError> {
     let mut known = KnownDigests::new();
-    let mut buf = vec![0u8; 128 * 1024];
     let key = |p: &[u8]| {
         let mut k = Vec::with_capacity(p.len() + 1);
         k.push(b'/');
@@ -176,20 +319,19 @@ fn unpack(
     // Directory handles by image path, each directory created once: the
     // archive lists a directory's entries together, so few are open at a
     // time (the cache is emptied when it grows).
-    let mut dirs: std::collections::HashMap<Vec<u8>, std::rc::Rc<DirHandle>> =
-        std::collections::HashMap::new();
-    dirs.insert(Vec::new(), std::rc::Rc::new(top));
+    let mut dirs: HashMap<Vec<u8>, Arc<DirHandle>> = HashMap::new();
+    dirs.insert(Vec::new(), Arc::new(top));
     fn dir_at(
-        dirs: &mut std::collections::HashMap<Vec<u8>, std::rc::Rc<DirHandle>>,
+        dirs: &mut HashMap<Vec<u8>, Arc<DirHandle>>,
         image: &Path,
         rel: &[u8],
-    ) -> io::Result<std::rc::Rc<DirHandle>> {
+    ) -> io::Result<Arc<DirHandle>> {
         if let Some(h) = dirs.get(rel) {
             return Ok(h.clone());
         }
         if dirs.len() > 512 {
             dirs.clear();
-            dirs.insert(Vec::new(), std::rc::Rc::new(DirHandle::open(image)?));
+            dirs.insert(Vec::new(), Arc::new(DirHandle::open(image)?));
         }
         let parent = dir_at(dirs, image, vdb::contents::dirname(rel))?;
         let name = vdb::contents::basename(rel);
@@ -199,19 +341,135 @@ fn unpack(
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(err),
         }
-        let h = std::rc::Rc::new(parent.open_subdir(name)?);
+        let h = Arc::new(parent.open_subdir(name)?);
         dirs.insert(rel.to_vec(), h.clone());
         Ok(h)
     }
-    let mut open_parent = |rel: &[u8]| -> io::Result<(std::rc::Rc<DirHandle>, Vec<u8>)> {
+    fn parent_rel(rel: &[u8]) -> &[u8] {
         let parent = vdb::contents::dirname(rel);
-        let parent = if parent == b"/" { &b""[..] } else { parent };
+        if parent == b"/" {
+            &b""[..]
+        } else {
+            parent
+        }
+    }
+    let mut open_parent = |rel: &[u8]| -> io::Result<(Arc<DirHandle>, Vec<u8>)> {
         let name = vdb::contents::basename(rel).to_vec();
-        Ok((dir_at(&mut dirs, &image, parent)?, name))
+        Ok((dir_at(&mut dirs, &image, parent_rel(rel))?, name))
     };
-    let mut seen_root = false;
-    pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
-        let shown = String::from_utf8_lossy(&e.path).into_owned();
+    // Hard links are made once every file is written.
+    let mut hardlinks: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    std::thread::scope(|scope| -> Result<(), MergeError> {
+        let mut writers = Writers::start(scope, pretend);
+        let walked =
+            pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
+                let shown = String::from_utf8_lossy(&e.path).into_owned();
+                let ioe = |op: &'static str| {
+                    let p = shown.clone();
+                    move |err: io::Error| MergeError::ImageIo {
+                        op,
+                        path: p,
+                        source: err,
+                    }
+                };
+                if e.is_root() {
+                    dir_modes.push((Vec::new(), e.mode, e.uid as u32, e.gid as u32));
+                    return Ok(());
+                }
+                let (dir, name) = open_parent(&e.path).map_err(ioe("open directory"))?;
+                let mtime = FileTime {
+                    sec: e.mtime.secs,
+                    nsec: e.mtime.nanos,
+                };
+                match e.kind {
+                    binpkg::EntryKind::Dir => {
+                        match dir.mkdir(&name, 0o700) {
+                            Ok(()) => {}
+                            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                            Err(err) => return Err(ioe("mkdir")(err)),
+                        }
+                        dir_modes.push((e.path.clone(), e.mode, e.uid as u32, e.gid as u32));
+                    }
+                    binpkg::EntryKind::File => {
+                        let ids = (e.uid as u32, e.gid as u32, e.mode);
+                        match writers.as_mut() {
+                            Some(w) if e.size <= SMALL_FILE => {
+                                let mut data = Vec::with_capacity(e.size as usize);
+                                io::Read::read_to_end(e, &mut data).map_err(ioe("read"))?;
+                                let job = FileJob {
+                                    dir,
+                                    name,
+                                    key: key(&e.path),
+                                    shown,
+                                    data,
+                                    uid: ids.0,
+                                    gid: ids.1,
+                                    mode: ids.2,
+                                    mtime,
+                                    xattrs: std::mem::take(&mut e.xattrs),
+                                };
+                                if !w.send(parent_rel(&e.path), job) {
+                                    // The worker stopped on an error: `finish`
+                                    // returns it.
+                                    return Err(MergeError::BadImage {
+                                        path: String::new(),
+                                        reason: "unpacking stopped".into(),
+                                    });
+                                }
+                            }
+                            _ => {
+                                let xattrs = std::mem::take(&mut e.xattrs);
+                                let d = write_file(
+                                    &dir, &name, e, &mut buf, ids, mtime, &xattrs, pretend, &shown,
+                                )?;
+                                known.insert(key(&e.path), d);
+                            }
+                        }
+                    }
+                    binpkg::EntryKind::Symlink => {
+                        let target = e.link_target.clone().unwrap_or_default();
+                        dir.symlink(&target, &name).map_err(ioe("symlink"))?;
+                        dir.lchown(&name, e.uid as u32, e.gid as u32)
+                            .map_err(ioe("chown"))?;
+                        dir.set_times(&name, mtime, mtime)
+                            .map_err(ioe("set times"))?;
+                    }
+                    binpkg::EntryKind::Hardlink => {
+                        let target = e.link_target.clone().unwrap_or_default();
+                        hardlinks.push((target, e.path.clone(), shown));
+                    }
+                    binpkg::EntryKind::Fifo
+                    | binpkg::EntryKind::CharDevice
+                    | binpkg::EntryKind::BlockDevice => {
+                        let (ty, rdev) = match (e.kind, e.device) {
+                            (binpkg::EntryKind::Fifo, _) => (libc_mode::FIFO, 0),
+                            (binpkg::EntryKind::CharDevice, Some((ma, mi))) => {
+                                (libc_mode::CHR, makedev(ma, mi))
+                            }
+                            (_, Some((ma, mi))) => (libc_mode::BLK, makedev(ma, mi)),
+                            _ => (libc_mode::CHR, 0),
+                        };
+                        dir.mknod(&name, ty | (e.mode & 0o7777), rdev)
+                            .map_err(ioe("mknod"))?;
+                        dir.lchown(&name, e.uid as u32, e.gid as u32)
+                            .map_err(ioe("chown"))?;
+                        dir.chmod(&name, e.mode).map_err(ioe("chmod"))?;
+                        dir.set_times(&name, mtime, mtime)
+                            .map_err(ioe("set times"))?;
+                    }
+                }
+                Ok(())
+            });
+        // The workers' error, if any, explains a stop; else the walk's.
+        let written = match writers {
+            Some(w) => w.finish(&mut known),
+            None => Ok(()),
+        };
+        written?;
+        walked.map(|_| ())
+    })?;
+    for (target, link, shown) in hardlinks {
         let ioe = |op: &'static str| {
             let p = shown.clone();
             move |err: io::Error| MergeError::ImageIo {
@@ -220,77 +478,13 @@ fn unpack(
                 source: err,
             }
         };
-        if e.is_root() {
-            seen_root = true;
-            dir_modes.push((Vec::new(), e.mode, e.uid as u32, e.gid as u32));
-            return Ok(());
+        let (dir, name) = open_parent(&link).map_err(ioe("open directory"))?;
+        let (tdir, tname) = open_parent(&target).map_err(ioe("open directory"))?;
+        tdir.link(&tname, &dir, &name).map_err(ioe("link"))?;
+        if let Some(k) = known.get(&key(&target)).cloned() {
+            known.insert(key(&link), k);
         }
-        let (dir, name) = open_parent(&e.path).map_err(ioe("open directory"))?;
-        let mtime = FileTime {
-            sec: e.mtime.secs,
-            nsec: e.mtime.nanos,
-        };
-        match e.kind {
-            binpkg::EntryKind::Dir => {
-                match dir.mkdir(&name, 0o700) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(err) => return Err(ioe("mkdir")(err)),
-                }
-                dir_modes.push((e.path.clone(), e.mode, e.uid as u32, e.gid as u32));
-            }
-            binpkg::EntryKind::File => {
-                let mut f = dir.create_file(&name, 0o600).map_err(ioe("create"))?;
-                let (md5, size) =
-                    vdb::digest::md5_copy(e, &mut f, &mut buf).map_err(ioe("write"))?;
-                f.flush().map_err(ioe("write"))?;
-                set_owner_mode(&f, e.uid as u32, e.gid as u32, e.mode)
-                    .map_err(ioe("chown/chmod"))?;
-                if !pretend {
-                    rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), &e.xattrs)
-                        .map_err(ioe("set xattrs"))?;
-                }
-                set_file_times(&f, mtime, mtime).map_err(ioe("set times"))?;
-                known.insert(key(&e.path), KnownDigest { size, mtime, md5 });
-            }
-            binpkg::EntryKind::Symlink => {
-                let target = e.link_target.clone().unwrap_or_default();
-                dir.symlink(&target, &name).map_err(ioe("symlink"))?;
-                dir.lchown(&name, e.uid as u32, e.gid as u32)
-                    .map_err(ioe("chown"))?;
-                dir.set_times(&name, mtime, mtime)
-                    .map_err(ioe("set times"))?;
-            }
-            binpkg::EntryKind::Hardlink => {
-                let target = e.link_target.clone().unwrap_or_default();
-                let (tdir, tname) = open_parent(&target).map_err(ioe("open directory"))?;
-                tdir.link(&tname, &dir, &name).map_err(ioe("link"))?;
-                if let Some(k) = known.get(&key(&target)).cloned() {
-                    known.insert(key(&e.path), k);
-                }
-            }
-            binpkg::EntryKind::Fifo
-            | binpkg::EntryKind::CharDevice
-            | binpkg::EntryKind::BlockDevice => {
-                let (ty, rdev) = match (e.kind, e.device) {
-                    (binpkg::EntryKind::Fifo, _) => (libc_mode::FIFO, 0),
-                    (binpkg::EntryKind::CharDevice, Some((ma, mi))) => {
-                        (libc_mode::CHR, makedev(ma, mi))
-                    }
-                    (_, Some((ma, mi))) => (libc_mode::BLK, makedev(ma, mi)),
-                    _ => (libc_mode::CHR, 0),
-                };
-                dir.mknod(&name, ty | (e.mode & 0o7777), rdev)
-                    .map_err(ioe("mknod"))?;
-                dir.lchown(&name, e.uid as u32, e.gid as u32)
-                    .map_err(ioe("chown"))?;
-                dir.chmod(&name, e.mode).map_err(ioe("chmod"))?;
-                dir.set_times(&name, mtime, mtime)
-                    .map_err(ioe("set times"))?;
-            }
-        }
-        Ok(())
-    })?;
+    }
     // Directory modes and owners, deepest first.
     dir_modes.sort_by(|a, b| b.0.cmp(&a.0));
     for (rel, mode, uid, gid) in dir_modes {
@@ -304,7 +498,6 @@ fn unpack(
         dir.chmod(&name, mode)
             .map_err(|e| MergeError::image_io("chmod", &rel, e))?;
     }
-    let _ = seen_root;
     Ok(known)
 }
 

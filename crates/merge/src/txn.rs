@@ -239,7 +239,11 @@ pub fn apply_commit(
         let Some(entry) = vdb.entry(c.category(), c.pf()) else {
             // Done already, perhaps up to the removal of the entry's
             // remains and of its emptied category.
-            vdb::writer::finish_delete(vdb, c.category(), c.pf())?;
+            if let Err(e) = vdb::writer::finish_delete(vdb, c.category(), c.pf()) {
+                out.notes.push(format!(
+                    "{cpv}: could not finish removing its database entry: {e}"
+                ));
+            }
             continue;
         };
         let others: Vec<&PackageKeys> = new_keys.iter().collect();

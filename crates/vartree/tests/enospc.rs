@@ -601,3 +601,71 @@ fn sweep(new_category: bool) {
     );
     assert!(places.contains("files"), "{failures:?}");
 }
+
+/// A binary package whose image does not fit: the disk fills up while the
+/// image is unpacked (by the parallel file writers) at one of several
+/// amounts of free space. Every time: a clear error, the root as before, no
+/// staging directory left; after space is freed the same package installs.
+#[test]
+fn a_binary_package_that_does_not_fit_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let Some((m, root)) = setup(t.path(), "8m") else {
+        return;
+    };
+    let pk = t.path().join("pkgs");
+    ok(
+        &merge(
+            &root,
+            &pkg(&pk, "b/other-1", &files("/usr/share/other", 10, "o")),
+        ),
+        "b/other-1",
+    );
+    // 400 files of 8 KiB in 8 directories, well compressed in the package.
+    let big: Vec<(String, String)> = (0..400)
+        .map(|i| {
+            (
+                format!("/usr/share/big/d{}/f{i:03}", i % 8),
+                format!("{i:08}").repeat(1024),
+            )
+        })
+        .collect();
+    let p = pkg(&pk, "a/big-1", &big);
+    let pkgdir = t.path().join("binpkgs");
+    let (img, info) = (p.image.display().to_string(), p.info.display().to_string());
+    let o = Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .args([
+            "package",
+            "--image",
+            &img,
+            "--build-info",
+            &info,
+            "--pkgdir",
+        ])
+        .arg(&pkgdir)
+        .output()
+        .unwrap();
+    ok(&o, "package a/big-1");
+    let file = fs::read_dir(pkgdir.join("a/big"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".gpkg.tar"))
+        .expect("the package file");
+    let file = file.display().to_string();
+    let before = snapshot(&root);
+    for pages in [0, 40, 200, 500] {
+        m.leave_free(pages);
+        let o = vt(&root, &["install", &file]);
+        let what = format!("install with {pages} pages free");
+        assert_enospc(&o, &what);
+        assert_unchanged(&root, &before, &what);
+    }
+    let _ = fs::remove_file(m.dir.join("ballast"));
+    ok(
+        &vt(&root, &["install", &file]),
+        "install after freeing space",
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("usr/share/big/d3/f011")).unwrap(),
+        format!("{:08}", 11).repeat(1024)
+    );
+}

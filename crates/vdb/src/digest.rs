@@ -34,9 +34,9 @@ pub fn md5_hex_reader(r: &mut impl Read, buf: &mut [u8]) -> io::Result<String> {
 
 /// Copy everything `r` yields to `w`, returning its md5 as CONTENTS
 /// writes it and the number of bytes copied.
-pub fn md5_copy(
-    r: &mut impl Read,
-    w: &mut impl io::Write,
+pub fn md5_copy<R: Read + ?Sized, W: io::Write + ?Sized>(
+    r: &mut R,
+    w: &mut W,
     buf: &mut [u8],
 ) -> io::Result<(String, u64)> {
     let mut h = Md5::new();
