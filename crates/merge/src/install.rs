@@ -151,6 +151,29 @@ struct FileJob {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Who owns a file this process creates in the image directory: its
+/// effective ids, unless the directory is set-group-ID (then nothing is
+/// assumed and every file gets its `chown`).
+#[derive(Clone, Copy)]
+struct NewOwner(Option<(u32, u32)>);
+
+impl NewOwner {
+    fn of(image: &DirHandle) -> NewOwner {
+        let setgid = rustix::fs::fstat(image).map_or(true, |st| st.st_mode & 0o2000 != 0);
+        NewOwner((!setgid).then(|| {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            )
+        }))
+    }
+
+    /// Does a new file get these ids without a `chown`?
+    fn is_new_files(self, uid: u32, gid: u32) -> bool {
+        self.0 == Some((uid, gid))
+    }
+}
+
 /// Write one regular file: content (hashed on the way), owner and mode,
 /// xattrs (unless `pretend`), times. Returns its digest.
 #[allow(clippy::too_many_arguments)]
@@ -164,6 +187,7 @@ fn write_file(
     xattrs: &[(Vec<u8>, Vec<u8>)],
     pretend: bool,
     shown: &str,
+    owner: NewOwner,
 ) -> Result<KnownDigest, MergeError> {
     let ioe = |op: &'static str| {
         move |err: io::Error| MergeError::ImageIo {
@@ -175,7 +199,12 @@ fn write_file(
     let mut f = dir.create_file(name, 0o600).map_err(ioe("create"))?;
     let (md5, size) = vdb::digest::md5_copy(data, &mut f, buf).map_err(ioe("write"))?;
     f.flush().map_err(ioe("write"))?;
-    set_owner_mode(&f, uid, gid, mode).map_err(ioe("chown/chmod"))?;
+    if owner.is_new_files(uid, gid) {
+        rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode & 0o7777))
+            .map_err(|e| ioe("chmod")(e.into()))?;
+    } else {
+        set_owner_mode(&f, uid, gid, mode).map_err(ioe("chown/chmod"))?;
+    }
     if !pretend {
         rootfs::dir::write_xattrs(std::os::fd::AsFd::as_fd(&f), xattrs)
             .map_err(ioe("set xattrs"))?;
@@ -200,7 +229,11 @@ struct Writers<'scope> {
 }
 
 impl<'scope> Writers<'scope> {
-    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, pretend: bool) -> Option<Self> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        pretend: bool,
+        owner: NewOwner,
+    ) -> Option<Self> {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -227,6 +260,7 @@ impl<'scope> Writers<'scope> {
                         &job.xattrs,
                         pretend,
                         &job.shown,
+                        owner,
                     )?;
                     done.push((job.key, d));
                 }
@@ -314,6 +348,7 @@ fn unpack(
     let image = staging.image();
     fs::create_dir(&image).map_err(io_err("create directory", &image))?;
     let top = DirHandle::open(&image).map_err(io_err("open", &image))?;
+    let owner = NewOwner::of(&top);
     // Directories get their final mode after their content is in place.
     let mut dir_modes: Vec<(Vec<u8>, u32, u32, u32)> = Vec::new();
     // Directory handles by image path, each directory created once: the
@@ -361,7 +396,7 @@ fn unpack(
     let mut hardlinks: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let mut buf = vec![0u8; 128 * 1024];
     std::thread::scope(|scope| -> Result<(), MergeError> {
-        let mut writers = Writers::start(scope, pretend);
+        let mut writers = Writers::start(scope, pretend, owner);
         let walked =
             pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
                 let shown = String::from_utf8_lossy(&e.path).into_owned();
@@ -422,6 +457,7 @@ fn unpack(
                                 let xattrs = std::mem::take(&mut e.xattrs);
                                 let d = write_file(
                                     &dir, &name, e, &mut buf, ids, mtime, &xattrs, pretend, &shown,
+                                    owner,
                                 )?;
                                 known.insert(key(&e.path), d);
                             }

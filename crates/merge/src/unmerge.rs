@@ -285,6 +285,63 @@ pub struct UnmergeResult {
     pub failed: Vec<(Vec<u8>, String)>,
 }
 
+/// How many threads remove `n` files: one per core (up to 4), and one per
+/// 2,000 files at least.
+fn unlink_threads(n: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+        .min(n.div_ceil(2000))
+        .max(1)
+}
+
+/// Split `paths` into at most `n` contiguous runs of about equal length,
+/// each ending at a change of directory (where there is one).
+fn split_by_directory(paths: &[Vec<u8>], n: usize) -> Vec<&[Vec<u8>]> {
+    let mut parts = Vec::new();
+    let mut rest = paths;
+    for k in (1..=n).rev() {
+        if rest.is_empty() {
+            break;
+        }
+        let mut cut = if k == 1 { rest.len() } else { rest.len() / k };
+        while cut > 0 && cut < rest.len() && dirname(&rest[cut - 1]) == dirname(&rest[cut]) {
+            cut += 1;
+        }
+        let cut = cut.clamp(1, rest.len());
+        let (a, b) = rest.split_at(cut);
+        parts.push(a);
+        rest = b;
+    }
+    parts
+}
+
+/// Remove non-directories; what was removed and what failed, in order.
+fn unlink_files(root: &Root, paths: &[Vec<u8>]) -> UnmergeResult {
+    let mut res = UnmergeResult::default();
+    let mut dirs = DirCache::new(root);
+    for path in paths {
+        let name = basename(path);
+        let Some(dir) = dirs.get(dirname(path)) else {
+            continue;
+        };
+        let r = (|| {
+            let st = dir.lstat(name)?;
+            if needs_disarming(&st) {
+                dir.chmod(name, 0)?;
+            }
+            dir.unlink(name)
+        })();
+        match r {
+            Ok(()) => res.removed.push(path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => res.failed.push((path.clone(), e.to_string())),
+        }
+    }
+    res
+}
+
 /// Must a file be made harmless (`chmod 0`) before it is unlinked?
 fn needs_disarming(st: &rootfs::root::EntryStat) -> bool {
     st.kind != FileKind::Symlink
@@ -303,26 +360,35 @@ fn needs_disarming(st: &rootfs::root::EntryStat) -> bool {
 /// out (compat D38).
 pub fn execute_unmerge(root: &Root, plan: &UnmergePlan) -> UnmergeResult {
     let mut res = UnmergeResult::default();
-    let mut dirs = DirCache::new(root);
-    for path in &plan.unlink {
-        let name = basename(path);
-        let Some(dir) = dirs.get(dirname(path)) else {
-            continue;
-        };
-        let r = (|| {
-            let st = dir.lstat(name)?;
-            if needs_disarming(&st) {
-                dir.chmod(name, 0)?;
-            }
-            dir.unlink(name)
-        })();
-        match r {
-            Ok(()) => res.removed.push(path.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => res.failed.push((path.clone(), e.to_string())),
-        }
+    // Files of different directories are removed on several threads (the
+    // time goes to the kernel, per directory); the parts are contiguous
+    // runs of the plan split at directory boundaries, and their results are
+    // joined in plan order.
+    let parts = split_by_directory(&plan.unlink, unlink_threads(plan.unlink.len()));
+    let results: Vec<UnmergeResult> = std::thread::scope(|s| {
+        let workers: Vec<_> = parts
+            .iter()
+            .map(|part| s.spawn(move || unlink_files(root, part)))
+            .collect();
+        workers
+            .into_iter()
+            .zip(&parts)
+            .map(|(w, part)| {
+                w.join().unwrap_or_else(|_| UnmergeResult {
+                    failed: part
+                        .iter()
+                        .map(|p| (p.clone(), "removal thread failed".to_string()))
+                        .collect(),
+                    ..UnmergeResult::default()
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        res.removed.extend(r.removed);
+        res.failed.extend(r.failed);
     }
-    dirs.clear();
+    let mut dirs = DirCache::new(root);
     for path in &plan.dirs {
         let name = basename(path);
         let Some(parent) = dirs.get(dirname(path)) else {
@@ -638,4 +704,34 @@ fn forget_stale_confmem(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_by_directory;
+
+    #[test]
+    fn parts_are_contiguous_whole_directories() {
+        let paths: Vec<Vec<u8>> = (0..50)
+            .map(|i| format!("/d{}/f{i:02}", i / 7).into_bytes())
+            .collect();
+        for n in 1..6 {
+            let parts = split_by_directory(&paths, n);
+            assert!(parts.len() <= n && !parts.is_empty());
+            let joined: Vec<Vec<u8>> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
+            assert_eq!(joined, paths, "n={n}");
+            for w in parts.windows(2) {
+                let a = w[0].last().unwrap();
+                let b = w[1].first().unwrap();
+                assert_ne!(
+                    vdb::contents::dirname(a),
+                    vdb::contents::dirname(b),
+                    "n={n}: a directory split between parts"
+                );
+            }
+        }
+        assert!(split_by_directory(&[], 3).is_empty());
+        let one = vec![b"/a/b".to_vec()];
+        assert_eq!(split_by_directory(&one, 4), vec![&one[..]]);
+    }
 }
