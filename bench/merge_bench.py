@@ -66,6 +66,9 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--scenarios", default="fresh,unmerge,upgrade,reinstall",
                     help="fresh merges, unmerge, 1%%-changed upgrade, identical reinstall")
+    ap.add_argument("--lifecycle-tools", default="vartree,vartree-copy,vartree-copy-trust,portage",
+                    help="who runs the unmerge/upgrade/reinstall scenarios (vartree = --move-image, "
+                         "vartree-copy = default copy mode, vartree-copy-trust = copy mode + --trust-vdb)")
     args = ap.parse_args()
     scenarios = set(args.scenarios.split(","))
 

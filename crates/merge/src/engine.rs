@@ -29,6 +29,7 @@ use rootfs::dir::{set_file_times, set_owner_mode, DirHandle, FileTime};
 use rootfs::root::{FileKind, Root};
 use vdb::contents::{ContentsEntry, EntryKind};
 use vdb::db::{Reporter, Vdb};
+use vdb::owners::PackageKeys;
 
 use crate::buildinfo::{read_build_info, BuildInfo};
 use crate::cfgprotect::ProtectCtx;
@@ -1022,15 +1023,34 @@ fn resolve_handover(
 
 /// Portage's protect-owned / collision-protect decision over the planned
 /// collisions. Returns a notice to print when the merge may go on.
+#[allow(clippy::too_many_arguments)]
 fn check_collisions(
     vdb: &Vdb,
+    root: &Root,
     plan: &MergePlan,
     opts: &MergeOptions,
     cpv: &str,
     replaced: &[vdb::db::VdbEntry],
+    replaced_keys: &[PackageKeys],
     reporter: &dyn Reporter,
 ) -> Result<Option<String>, MergeError> {
     if plan.collisions.is_empty() || !(opts.collision_protect || opts.protect_owned) {
+        return Ok(None);
+    }
+    // A path an instance being replaced owns is no collision (Portage's
+    // `isowner` test of `_collision_protect`, through symlinked
+    // directories too), whoever else owns it: only the others are looked
+    // up in the whole database.
+    let unowned: Vec<&Vec<u8>> = plan
+        .collisions
+        .iter()
+        .filter(|p| {
+            !replaced_keys
+                .iter()
+                .any(|k| k.match_path(root, p).is_some())
+        })
+        .collect();
+    if unowned.is_empty() {
         return Ok(None);
     }
     // COLLISION_IGNORE: patterns against the path relative to EROOT.
@@ -1039,9 +1059,8 @@ fn check_collisions(
         &vdb.eroot().to_string_lossy(),
     );
     let prefix_len = vdb.eprefix().as_os_str().len();
-    let collisions: Vec<&Vec<u8>> = plan
-        .collisions
-        .iter()
+    let collisions: Vec<&Vec<u8>> = unowned
+        .into_iter()
         .filter(|p| !ignore.is_ignored(&String::from_utf8_lossy(&p[prefix_len..])))
         .collect();
     if collisions.is_empty() {
@@ -1182,6 +1201,16 @@ pub fn merge_image(
     // Files of packages being replaced are not collisions.
     let all_replaced: Vec<vdb::db::VdbEntry> =
         replaced.iter().chain(handover.iter()).cloned().collect();
+    // What they own is not a collision.
+    let replaced_keys: Vec<PackageKeys> = all_replaced
+        .iter()
+        .map(|e| {
+            Ok(PackageKeys::new(
+                &e.contents(reporter)?.entries,
+                vdb.eprefix().as_os_str().as_encoded_bytes(),
+            ))
+        })
+        .collect::<Result<_, MergeError>>()?;
     // The installed instance (highest COUNTER) informs identical-file skips.
     let hint = match (opts.trust_vdb, replaced.last()) {
         (true, Some(inst)) => Some(vdb_hint(&inst.contents(reporter)?.entries)),
@@ -1222,7 +1251,16 @@ pub fn merge_image(
         .map(|(i, e)| contents_entry(e, &facts, i))
         .collect();
     if opts.pretend {
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)? {
+        if let Some(n) = check_collisions(
+            &vdb,
+            &root,
+            &plan,
+            opts,
+            &cpv,
+            &all_replaced,
+            &replaced_keys,
+            reporter,
+        )? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -1241,7 +1279,16 @@ pub fn merge_image(
         });
     }
     // Fail early (and cheaply) on collisions; decided again under the lock.
-    check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)?;
+    check_collisions(
+        &vdb,
+        &root,
+        &plan,
+        opts,
+        &cpv,
+        &all_replaced,
+        &replaced_keys,
+        reporter,
+    )?;
 
     let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
     let image_dev = std::fs::metadata(&opts.image)
@@ -1372,7 +1419,16 @@ pub fn merge_image(
         } else {
             plan
         };
-        if let Some(n) = check_collisions(&vdb, &plan, opts, &cpv, &all_replaced, reporter)? {
+        if let Some(n) = check_collisions(
+            &vdb,
+            &root,
+            &plan,
+            opts,
+            &cpv,
+            &all_replaced,
+            &replaced_keys,
+            reporter,
+        )? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {

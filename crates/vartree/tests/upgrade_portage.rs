@@ -1253,7 +1253,8 @@ fn upgrade_sequence_trust_vdb() {
 /// Files owned by more than one package. Portage's unmerge (also of a
 /// replaced instance) consults only the instances of the same slot, so:
 /// sha-a-1.0 and sha-b-1.0 (merged with protect-owned off) both own
-/// shared.txt; upgrading sha-a to 1.1, which dropped it, deletes it
+/// shared.txt; reinstalling sha-a-1.0 (protect-owned on) is no collision;
+/// upgrading sha-a to 1.1, which dropped it, deletes it
 /// although sha-b still lists it (`!found` when sha-b goes). Likewise
 /// sl-1.0 (SLOT 1) and sl-2.0 (SLOT 2, merged with protect-owned off) own
 /// common.txt; sl-2.1 (SLOT 2/2.1) replaces only sl-2.0 and deletes
@@ -1270,6 +1271,14 @@ fn upgrade_drops_file_another_package_owns() {
         true,
         &["--features", "-protect-owned"],
         &["--no-protect-owned"],
+    );
+    // With protect-owned on: a path the replaced instance owns is no
+    // collision, although sha-b owns it too (`_collision_protect` asks only
+    // whether the instances being replaced own it).
+    s.merge(
+        "reinstall sha-a-1.0 (shared.txt also sha-b's: not a collision)",
+        "sha-a-1.0",
+        true,
     );
     let d = s.merge("upgrade sha-a to 1.1 (drops shared.txt)", "sha-a-1.1", true);
     s.check(
