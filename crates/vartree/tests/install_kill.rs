@@ -1,0 +1,297 @@
+//! SIGKILL at random moments of `vartree install` of a large binary
+//! package (while the archive is checked, while worker threads unpack it
+//! into the staging directory, while it is merged), then `vartree recover`:
+//! the root is the old or the new state, with no staging directory, temp
+//! name or journal left.
+//!
+//! `VARTREE_KILL_RUNS=N` sets the number of killed runs (default 40),
+//! `VARTREE_KILL_SEED` the seed.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cmd(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vartree"));
+    c.arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("ROOT")
+        .env_remove("EPREFIX")
+        .env_remove("VARTREE_CRASH_AT");
+    c
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: vartree failed ({:?}): {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn spawn(root: &Path, args: &[&str]) -> Child {
+    cmd(root, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every path with its type, mode, link count and content or target; the
+/// VDB's `metadata` (stamps), lock file and counter left out.
+fn state(root: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            if rel == "var/cache/edb" || rel == "var/db/.pkg.portage_lockfile" {
+                continue;
+            }
+            let m = fs::symlink_metadata(&p).unwrap();
+            let desc = if m.file_type().is_symlink() {
+                format!("sym {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                walk(base, &p, out);
+                format!("dir {:o}", m.mode())
+            } else if p.file_name().is_some_and(|n| n == "metadata") {
+                format!("file {:o} (metadata)", m.mode())
+            } else {
+                format!(
+                    "file {:o} n{} {}",
+                    m.mode(),
+                    m.nlink(),
+                    String::from_utf8_lossy(&fs::read(&p).unwrap())
+                )
+            };
+            out.insert(rel, desc);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
+    let mut d: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {v:.50} vs {:.50}", b.get(k).map_or("-", |s| s)))
+        .chain(
+            b.keys()
+                .filter(|k| !a.contains_key(*k))
+                .map(|k| format!("{k}: missing")),
+        )
+        .collect();
+    d.truncate(20);
+    d
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, max: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % max.max(1)
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A scratch directory on tmpfs when there is one (the runs are many).
+fn scratch() -> tempfile::TempDir {
+    match tempfile::tempdir_in("/dev/shm") {
+        Ok(t) => t,
+        Err(_) => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// An image of `n` files in 30 directories (plus a config file, symlinks
+/// and a hard link) and its build-info, packed as a gpkg.
+fn package(t: &Path, cpv: &str, n: usize, tag: &str) -> PathBuf {
+    let d = t.join(cpv.replace('/', "_"));
+    let image = d.join("image");
+    let info = d.join("build-info");
+    fs::create_dir_all(&info).unwrap();
+    let (cat, pf) = cpv.split_once('/').unwrap();
+    for (k, v) in [
+        ("CATEGORY", cat),
+        ("PF", pf),
+        ("SLOT", "0"),
+        ("EAPI", "8"),
+        ("repository", "gentoo"),
+    ] {
+        fs::write(info.join(k), format!("{v}\n")).unwrap();
+    }
+    for i in 0..n {
+        let p = image.join(format!("usr/share/big/d{:02}/f{i:05}", i % 30));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, format!("{tag} {i}\n")).unwrap();
+    }
+    fs::create_dir_all(image.join("usr/bin")).unwrap();
+    fs::write(image.join("usr/bin/big"), format!("{tag} tool\n")).unwrap();
+    fs::hard_link(image.join("usr/bin/big"), image.join("usr/bin/big-alias")).unwrap();
+    std::os::unix::fs::symlink("big", image.join("usr/bin/big-link")).unwrap();
+    fs::create_dir_all(image.join("etc/big")).unwrap();
+    fs::write(image.join("etc/big/big.conf"), format!("{tag} conf\n")).unwrap();
+    let pkgdir = d.join("pkgdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_vartree"))
+        .args(["package", "--image"])
+        .arg(&image)
+        .arg("--build-info")
+        .arg(&info)
+        .arg("--pkgdir")
+        .arg(&pkgdir)
+        .output()
+        .unwrap();
+    ok(&o, "package");
+    let dir = pkgdir
+        .join(cpv.split_once('/').unwrap().0)
+        .join(atom_name(pf));
+    fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".gpkg.tar"))
+        .unwrap()
+}
+
+/// `big-2` → `big`.
+fn atom_name(pf: &str) -> String {
+    pf.rsplit_once('-').unwrap().0.to_string()
+}
+
+fn check(root: &Path) -> String {
+    let o = cmd(root, &["--json", "check"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn no_leftovers(dir: &Path, what: &str) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.contains(".vartree")
+                && !name.contains("-MERGING-")
+                && !name.starts_with("unpack-"),
+            "{what}: left behind: {}",
+            e.path().display()
+        );
+        if e.file_type().unwrap().is_dir() {
+            no_leftovers(&e.path(), what);
+        }
+    }
+}
+
+#[test]
+fn sigkill_during_large_installs_and_upgrades() {
+    let t = scratch();
+    let t = t.path();
+    let v1 = package(t, "a/big-1", 3000, "v1");
+    let v2 = package(t, "a/big-2", 3000, "v2");
+    // Two scenarios: a fresh install, and an upgrade of big-1 to big-2
+    // (the admin edited the config file: it is protected).
+    // (A root without a database yet gets its `var/db` on the first try.)
+    let empty = t.join("empty");
+    fs::create_dir_all(empty.join("var/db/pkg")).unwrap();
+    let installed = t.join("installed");
+    fs::create_dir_all(&installed).unwrap();
+    ok(
+        &cmd(
+            &installed,
+            &["install", "--sync", "never", &v1.display().to_string()],
+        )
+        .output()
+        .unwrap(),
+        "install big-1",
+    );
+    fs::write(installed.join("etc/big/big.conf"), "edited\n").unwrap();
+    let mut rng = Rng(env_num("VARTREE_KILL_SEED", 0x01a5_7a11));
+    let runs = env_num("VARTREE_KILL_RUNS", 40);
+    let mut outcomes = BTreeMap::new();
+    for (name, base, pkg) in [("fresh", &empty, &v2), ("upgrade", &installed, &v2)] {
+        let pkg = pkg.display().to_string();
+        let args = ["install", "--sync", "never", pkg.as_str()];
+        let old = state(base);
+        let reference = t.join(format!("ref-{name}"));
+        copy_tree(base, &reference);
+        let start = Instant::now();
+        ok(&cmd(&reference, &args).output().unwrap(), "reference");
+        let span = start.elapsed().as_micros() as u64;
+        let new = state(&reference);
+        assert_ne!(old, new);
+        let (check_old, check_new) = (check(base), check(&reference));
+        for i in 0..runs {
+            let root = t.join(format!("run-{name}-{i}"));
+            copy_tree(base, &root);
+            let delay = rng.below(span + span / 4);
+            let mut child = spawn(&root, &args);
+            std::thread::sleep(Duration::from_micros(delay));
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            let killed = o.status.signal() == Some(9);
+            if !killed {
+                ok(&o, "not killed");
+            }
+            let what = format!("{name} run {i} (killed after {delay} µs: {killed})");
+            ok(&cmd(&root, &["recover"]).output().unwrap(), &what);
+            no_leftovers(&root, &what);
+            let now = state(&root);
+            let outcome = if now == old {
+                "old"
+            } else if now == new {
+                "new"
+            } else {
+                panic!(
+                    "{what}: neither the old nor the new state.\nvs old: {:#?}\nvs new: {:#?}",
+                    diff(&now, &old),
+                    diff(&now, &new)
+                );
+            };
+            *outcomes.entry((name, outcome)).or_insert(0) += 1;
+            let want = if outcome == "old" {
+                &check_old
+            } else {
+                &check_new
+            };
+            assert_eq!(&check(&root), want, "{what}: `vartree check` differs");
+            fs::remove_dir_all(&root).unwrap();
+        }
+    }
+    eprintln!("install kills: {outcomes:?}");
+    for name in ["fresh", "upgrade"] {
+        assert!(
+            outcomes.contains_key(&(name, "old")) && outcomes.contains_key(&(name, "new")),
+            "{name}: both outcomes must occur: {outcomes:?}"
+        );
+    }
+}
