@@ -399,6 +399,13 @@ fn unpack(
         let mut writers = Writers::start(scope, pretend, owner);
         let walked =
             pkg.for_each_image_entry(|e: &mut binpkg::ImageEntry<'_>| -> Result<(), MergeError> {
+                // ^C or SIGTERM: stop unpacking (the staging directory goes).
+                if let Some(sig) = rootfs::signal::pending() {
+                    return Err(MergeError::Signal {
+                        cpv: pkg.cpv().map(|c| c.to_string()).unwrap_or_default(),
+                        sig,
+                    });
+                }
                 let shown = String::from_utf8_lossy(&e.path).into_owned();
                 let ioe = |op: &'static str| {
                     let p = shown.clone();

@@ -295,3 +295,38 @@ fn sigkill_during_large_installs_and_upgrades() {
         );
     }
 }
+
+/// SIGINT or SIGTERM while the package is unpacked (raised at the 200th
+/// crash point, one of the files the writer threads create): the install
+/// stops there, exits 130 or 143, and the root is as before.
+#[cfg(feature = "crashpoints")]
+#[test]
+fn sigint_and_sigterm_during_the_unpack_stop_it() {
+    let t = scratch();
+    let t = t.path();
+    let pkg = package(t, "a/big-1", 3000, "v1").display().to_string();
+    let base = t.join("base");
+    fs::create_dir_all(base.join("var/db/pkg")).unwrap();
+    let old = state(&base);
+    for (sig, code) in [(2, 130), (15, 143)] {
+        let root = t.join(format!("root-{sig}"));
+        copy_tree(&base, &root);
+        let count = t.join(format!("count-{sig}"));
+        let o = cmd(&root, &["install", "--sync", "never", &pkg])
+            .env("VARTREE_SIGNAL_AT", format!("200:{sig}"))
+            .env("VARTREE_CRASH_COUNT", &count)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "signal {sig}: {err}");
+        // Stopped during the unpack, not after it (3,000 files).
+        let passed: u64 = fs::read_to_string(&count).unwrap().trim().parse().unwrap();
+        assert!(passed < 1000, "signal {sig}: {passed} crash points passed");
+        assert!(
+            err.contains("a/big-1"),
+            "signal {sig}: the error names the package: {err}"
+        );
+        no_leftovers(&root, &format!("signal {sig}"));
+        assert_eq!(state(&root), old, "signal {sig}: the root changed");
+    }
+}
