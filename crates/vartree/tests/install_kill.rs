@@ -220,9 +220,12 @@ fn sigkill_during_large_installs_and_upgrades() {
     let v2 = package(t, "a/big-2", 3000, "v2");
     // Two scenarios: a fresh install, and an upgrade of big-1 to big-2
     // (the admin edited the config file: it is protected).
-    // (A root without a database yet gets its `var/db` on the first try.)
+    // (A root that never had a package gets its `var/db/pkg` and
+    // `var/cache/edb` on the first try, and a COUNTER value once used is
+    // not given back, as with Portage: the fresh root has both.)
     let empty = t.join("empty");
     fs::create_dir_all(empty.join("var/db/pkg")).unwrap();
+    fs::create_dir_all(empty.join("var/cache/edb")).unwrap();
     let installed = t.join("installed");
     fs::create_dir_all(&installed).unwrap();
     ok(
