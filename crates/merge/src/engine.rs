@@ -1233,6 +1233,19 @@ pub fn merge_image(
         downgrade,
     )?;
 
+    // Decided early (cheaply), and again under the lock.
+    let collisions = |plan: &MergePlan| {
+        check_collisions(
+            &vdb,
+            &root,
+            plan,
+            opts,
+            &cpv,
+            &all_replaced,
+            &replaced_keys,
+            reporter,
+        )
+    };
     let image_dirs = ImageDirs::new(&image);
     let facts = image_facts(&image, &info, opts.known_md5.as_deref())?;
     let plan = plan_merge(
@@ -1251,16 +1264,7 @@ pub fn merge_image(
         .map(|(i, e)| contents_entry(e, &facts, i))
         .collect();
     if opts.pretend {
-        if let Some(n) = check_collisions(
-            &vdb,
-            &root,
-            &plan,
-            opts,
-            &cpv,
-            &all_replaced,
-            &replaced_keys,
-            reporter,
-        )? {
+        if let Some(n) = collisions(&plan)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
@@ -1279,16 +1283,7 @@ pub fn merge_image(
         });
     }
     // Fail early (and cheaply) on collisions; decided again under the lock.
-    check_collisions(
-        &vdb,
-        &root,
-        &plan,
-        opts,
-        &cpv,
-        &all_replaced,
-        &replaced_keys,
-        reporter,
-    )?;
+    collisions(&plan)?;
 
     let root_dev = root.file_id(b"/").map(|f| f.dev).unwrap_or(0);
     let image_dev = std::fs::metadata(&opts.image)
@@ -1419,16 +1414,7 @@ pub fn merge_image(
         } else {
             plan
         };
-        if let Some(n) = check_collisions(
-            &vdb,
-            &root,
-            &plan,
-            opts,
-            &cpv,
-            &all_replaced,
-            &replaced_keys,
-            reporter,
-        )? {
+        if let Some(n) = collisions(&plan)? {
             reporter.event(MergeEvent::Notice(n));
         }
         for n in &plan.notices {
