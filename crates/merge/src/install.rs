@@ -38,31 +38,41 @@ pub struct Staging {
 impl Staging {
     /// In `EROOT/var/db/.vartree`, or (`pretend`) in the temporary directory.
     fn new(state: &StatePaths, pretend: bool) -> Result<Staging, MergeError> {
-        let parent = if pretend {
-            let parent = std::env::temp_dir();
-            fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
-                op: "create directory",
-                path: parent.clone(),
-                source: e,
-            })?;
-            parent
-        } else {
-            state.create_dir(JOURNAL_DIR)?
-        };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let prefix = if pretend { "vartree-pretend-" } else { "" };
         let name = format!("{prefix}unpack-{}-{nanos}", std::process::id());
+        // Another process may remove the (empty) directory between our
+        // mkdir and the lock file's creation: try again.
+        let mut attempt = 0;
+        let (parent, lock_path, lock) = loop {
+            let parent = if pretend {
+                let parent = std::env::temp_dir();
+                fs::create_dir_all(&parent).map_err(|e| MergeError::Io {
+                    op: "create directory",
+                    path: parent.clone(),
+                    source: e,
+                })?;
+                parent
+            } else {
+                state.create_dir(JOURNAL_DIR)?
+            };
+            let lock_path = parent.join(format!("{name}.lock"));
+            match rootfs::lock::LockedFile::lock(&lock_path, |_| {}) {
+                Ok(l) => break (parent, lock_path, l),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
+                Err(e) => {
+                    return Err(MergeError::Io {
+                        op: "lock",
+                        path: lock_path.clone(),
+                        source: io::Error::other(e.to_string()),
+                    })
+                }
+            }
+        };
         let dir = parent.join(&name);
-        let lock_path = parent.join(format!("{name}.lock"));
-        let lock =
-            rootfs::lock::LockedFile::lock(&lock_path, |_| {}).map_err(|e| MergeError::Io {
-                op: "lock",
-                path: lock_path.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)

@@ -343,6 +343,23 @@ impl Root {
     /// directory replaced by a symlink) is not detected. Operations that
     /// must be immune use the directory handles ([`Root::open_dir`]).
     pub fn resolve(&self, path: &[u8], how: Resolve) -> Result<Resolved, ResolveError> {
+        // A concurrent process may remove a directory on the way (another
+        // vartree removing its emptied journal directory) between the walk
+        // and the check: resolve again (each try is checked in full) before
+        // giving up.
+        let mut tries = 0;
+        loop {
+            match self.resolve_once(path, how) {
+                Err(ResolveError::Changed { .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn resolve_once(&self, path: &[u8], how: Resolve) -> Result<Resolved, ResolveError> {
         let root = &self.path;
         let io_err = |op: &'static str, at: Vec<u8>, e: io::Error| ResolveError::Io {
             root: root.clone(),
@@ -794,5 +811,32 @@ mod tests {
         let root = Root::open(d.path()).unwrap();
         assert!(root.stat(b"/a").is_err());
         assert!(root.open_path_fallback(b"/a").is_err());
+    }
+
+    /// A directory that another process keeps removing (when empty) and
+    /// creating again, as parallel vartree processes do with the journal
+    /// directory: creating it through `resolve` succeeds every time.
+    #[test]
+    fn create_dirs_survives_a_concurrent_rmdir() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        std::fs::create_dir_all(d.path().join("var/db")).unwrap();
+        let target = d.path().join("var/db/.j");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_dir(&target);
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
+            });
+            for i in 0..3000 {
+                if let Err(e) = root.resolve(b"/var/db/.j", Resolve::CreateDirs) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("try {i}: {e}");
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 }
