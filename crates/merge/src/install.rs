@@ -149,10 +149,8 @@ const SMALL_FILE: u64 = 256 * 1024;
 struct FileJob {
     dir: Arc<DirHandle>,
     name: Vec<u8>,
-    /// The image path, as [`KnownDigests`] keys it.
-    key: Vec<u8>,
-    /// The archive's name, for messages.
-    shown: String,
+    /// The archive path.
+    path: Vec<u8>,
     data: Vec<u8>,
     uid: u32,
     gid: u32,
@@ -184,6 +182,19 @@ impl NewOwner {
     }
 }
 
+/// An I/O error of the image entry at `path` (an archive path).
+fn image_err<'a>(op: &'static str, path: &'a [u8]) -> impl FnOnce(io::Error) -> MergeError + 'a {
+    move |e| MergeError::image_io(op, path, e)
+}
+
+/// The key of an archive path in [`KnownDigests`] (leading `/`).
+fn known_key(p: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(p.len() + 1);
+    k.push(b'/');
+    k.extend_from_slice(p.strip_prefix(b"/").unwrap_or(p));
+    k
+}
+
 /// Write one regular file: content (hashed on the way), owner and mode,
 /// xattrs (unless `pretend`), times. Returns its digest.
 #[allow(clippy::too_many_arguments)]
@@ -196,22 +207,16 @@ fn write_file(
     mtime: FileTime,
     xattrs: &[(Vec<u8>, Vec<u8>)],
     pretend: bool,
-    shown: &str,
+    path: &[u8],
     owner: NewOwner,
 ) -> Result<KnownDigest, MergeError> {
-    let ioe = |op: &'static str| {
-        move |err: io::Error| MergeError::ImageIo {
-            op,
-            path: shown.to_owned(),
-            source: err,
-        }
-    };
+    let ioe = |op| image_err(op, path);
     let mut f = dir.create_file(name, 0o600).map_err(ioe("create"))?;
     let (md5, size) = vdb::digest::md5_copy(data, &mut f, buf).map_err(ioe("write"))?;
     f.flush().map_err(ioe("write"))?;
     if owner.is_new_files(uid, gid) {
         rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode & 0o7777))
-            .map_err(|e| ioe("chmod")(e.into()))?;
+            .map_err(|e| image_err("chmod", path)(e.into()))?;
     } else {
         set_owner_mode(&f, uid, gid, mode).map_err(ioe("chown/chmod"))?;
     }
@@ -269,10 +274,10 @@ impl<'scope> Writers<'scope> {
                         job.mtime,
                         &job.xattrs,
                         pretend,
-                        &job.shown,
+                        &job.path,
                         owner,
                     )?;
-                    done.push((job.key, d));
+                    done.push((known_key(&job.path), d));
                 }
                 Ok(done)
             }));
@@ -329,12 +334,6 @@ fn unpack(
     pretend: bool,
 ) -> Result<KnownDigests, MergeError> {
     let mut known = KnownDigests::new();
-    let key = |p: &[u8]| {
-        let mut k = Vec::with_capacity(p.len() + 1);
-        k.push(b'/');
-        k.extend_from_slice(p.strip_prefix(b"/").unwrap_or(p));
-        k
-    };
     let bi = staging.build_info();
     let io_err = |op: &'static str, p: &Path| {
         let p = p.to_owned();
@@ -403,7 +402,7 @@ fn unpack(
         Ok((dir_at(&mut dirs, &image, parent_rel(rel))?, name))
     };
     // Hard links are made once every file is written.
-    let mut hardlinks: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
+    let mut hardlinks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut buf = vec![0u8; 128 * 1024];
     std::thread::scope(|scope| -> Result<(), MergeError> {
         let mut writers = Writers::start(scope, pretend, owner);
@@ -416,20 +415,12 @@ fn unpack(
                         sig,
                     });
                 }
-                let shown = String::from_utf8_lossy(&e.path).into_owned();
-                let ioe = |op: &'static str| {
-                    let p = shown.clone();
-                    move |err: io::Error| MergeError::ImageIo {
-                        op,
-                        path: p,
-                        source: err,
-                    }
-                };
                 if e.is_root() {
                     dir_modes.push((Vec::new(), e.mode, e.uid as u32, e.gid as u32));
                     return Ok(());
                 }
-                let (dir, name) = open_parent(&e.path).map_err(ioe("open directory"))?;
+                let (dir, name) =
+                    open_parent(&e.path).map_err(image_err("open directory", &e.path))?;
                 let mtime = FileTime {
                     sec: e.mtime.secs,
                     nsec: e.mtime.nanos,
@@ -439,7 +430,7 @@ fn unpack(
                         match dir.mkdir(&name, 0o700) {
                             Ok(()) => {}
                             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-                            Err(err) => return Err(ioe("mkdir")(err)),
+                            Err(err) => return Err(image_err("mkdir", &e.path)(err)),
                         }
                         dir_modes.push((e.path.clone(), e.mode, e.uid as u32, e.gid as u32));
                     }
@@ -448,12 +439,12 @@ fn unpack(
                         match writers.as_mut() {
                             Some(w) if e.size <= SMALL_FILE => {
                                 let mut data = Vec::with_capacity(e.size as usize);
-                                io::Read::read_to_end(e, &mut data).map_err(ioe("read"))?;
+                                io::Read::read_to_end(e, &mut data)
+                                    .map_err(image_err("read", &e.path))?;
                                 let job = FileJob {
                                     dir,
                                     name,
-                                    key: key(&e.path),
-                                    shown,
+                                    path: e.path.clone(),
                                     data,
                                     uid: ids.0,
                                     gid: ids.1,
@@ -472,25 +463,27 @@ fn unpack(
                             }
                             _ => {
                                 let xattrs = std::mem::take(&mut e.xattrs);
+                                let path = e.path.clone();
                                 let d = write_file(
-                                    &dir, &name, e, &mut buf, ids, mtime, &xattrs, pretend, &shown,
+                                    &dir, &name, e, &mut buf, ids, mtime, &xattrs, pretend, &path,
                                     owner,
                                 )?;
-                                known.insert(key(&e.path), d);
+                                known.insert(known_key(&path), d);
                             }
                         }
                     }
                     binpkg::EntryKind::Symlink => {
                         let target = e.link_target.clone().unwrap_or_default();
-                        dir.symlink(&target, &name).map_err(ioe("symlink"))?;
+                        dir.symlink(&target, &name)
+                            .map_err(image_err("symlink", &e.path))?;
                         dir.lchown(&name, e.uid as u32, e.gid as u32)
-                            .map_err(ioe("chown"))?;
+                            .map_err(image_err("chown", &e.path))?;
                         dir.set_times(&name, mtime, mtime)
-                            .map_err(ioe("set times"))?;
+                            .map_err(image_err("set times", &e.path))?;
                     }
                     binpkg::EntryKind::Hardlink => {
                         let target = e.link_target.clone().unwrap_or_default();
-                        hardlinks.push((target, e.path.clone(), shown));
+                        hardlinks.push((target, e.path.clone()));
                     }
                     binpkg::EntryKind::Fifo
                     | binpkg::EntryKind::CharDevice
@@ -504,12 +497,13 @@ fn unpack(
                             _ => (libc_mode::CHR, 0),
                         };
                         dir.mknod(&name, ty | (e.mode & 0o7777), rdev)
-                            .map_err(ioe("mknod"))?;
+                            .map_err(image_err("mknod", &e.path))?;
                         dir.lchown(&name, e.uid as u32, e.gid as u32)
-                            .map_err(ioe("chown"))?;
-                        dir.chmod(&name, e.mode).map_err(ioe("chmod"))?;
+                            .map_err(image_err("chown", &e.path))?;
+                        dir.chmod(&name, e.mode)
+                            .map_err(image_err("chmod", &e.path))?;
                         dir.set_times(&name, mtime, mtime)
-                            .map_err(ioe("set times"))?;
+                            .map_err(image_err("set times", &e.path))?;
                     }
                 }
                 Ok(())
@@ -522,20 +516,13 @@ fn unpack(
         written?;
         walked.map(|_| ())
     })?;
-    for (target, link, shown) in hardlinks {
-        let ioe = |op: &'static str| {
-            let p = shown.clone();
-            move |err: io::Error| MergeError::ImageIo {
-                op,
-                path: p,
-                source: err,
-            }
-        };
+    for (target, link) in hardlinks {
+        let ioe = |op| image_err(op, &link);
         let (dir, name) = open_parent(&link).map_err(ioe("open directory"))?;
         let (tdir, tname) = open_parent(&target).map_err(ioe("open directory"))?;
         tdir.link(&tname, &dir, &name).map_err(ioe("link"))?;
-        if let Some(k) = known.get(&key(&target)).cloned() {
-            known.insert(key(&link), k);
+        if let Some(k) = known.get(&known_key(&target)).cloned() {
+            known.insert(known_key(&link), k);
         }
     }
     // Directory modes and owners, deepest first.
@@ -544,12 +531,10 @@ fn unpack(
         if rel.is_empty() {
             continue;
         }
-        let (dir, name) =
-            open_parent(&rel).map_err(|e| MergeError::image_io("open directory", &rel, e))?;
+        let (dir, name) = open_parent(&rel).map_err(image_err("open directory", &rel))?;
         dir.lchown(&name, uid, gid)
-            .map_err(|e| MergeError::image_io("chown", &rel, e))?;
-        dir.chmod(&name, mode)
-            .map_err(|e| MergeError::image_io("chmod", &rel, e))?;
+            .map_err(image_err("chown", &rel))?;
+        dir.chmod(&name, mode).map_err(image_err("chmod", &rel))?;
     }
     Ok(known)
 }
