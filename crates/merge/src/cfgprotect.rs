@@ -367,6 +367,30 @@ fn confmem_dir(state: &StatePaths) -> Result<std::path::PathBuf, MergeError> {
     Ok(state.path(PORTAGE_LIB_DIR)?)
 }
 
+/// Remove the temp files that a write of the config memory killed before
+/// its rename (an unmerge forgetting stale entries) left in
+/// `EROOT/var/lib/portage`, under Portage's fs lock, which every writer of
+/// the memory holds. Returns the paths removed.
+pub fn remove_stale_confmem_temps(
+    state: &StatePaths,
+) -> Result<Vec<std::path::PathBuf>, MergeError> {
+    let dir = confmem_dir(state)?;
+    let name = Some(std::ffi::OsStr::new("config"));
+    let io = |e: rootfs::atomic::FsError| MergeError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    };
+    if rootfs::atomic::find_temps(&dir, name)
+        .map_err(io)?
+        .is_empty()
+    {
+        return Ok(Vec::new());
+    }
+    let _lock = vdb::lock::fs_lock(state, |_| {})?;
+    rootfs::atomic::remove_temps(&dir, name).map_err(io)
+}
+
 /// The new config memory of a merge, written under a temp name before the
 /// commit point (so that a full disk stops the merge while it can still be
 /// undone) and renamed over `var/lib/portage/config` after it

@@ -1188,10 +1188,9 @@ pub fn merge_image(
             reporter,
         )? {
             reporter.event(MergeEvent::Notice(format!(
-                "recovered an interrupted {} of {}: {}",
-                r.kind,
-                r.cpv,
-                if r.forward { "completed" } else { "undone" }
+                "recovered an interrupted {}: {}",
+                r.subject(),
+                r.outcome()
             )));
         }
         drop(lock);

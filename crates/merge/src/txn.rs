@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rootfs::dir::{DirHandle, FileTime};
 use rootfs::root::{DirCache, FileId, FileKind, Root};
@@ -403,6 +403,27 @@ pub struct Recovered {
     pub notes: Vec<String>,
 }
 
+impl Recovered {
+    /// `KIND of CPV`, or `KIND` when no package is known (an unpacked
+    /// binary package, a temp file).
+    pub fn subject(&self) -> String {
+        if self.cpv.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{} of {}", self.kind, self.cpv)
+        }
+    }
+
+    /// `completed` or `undone`.
+    pub fn outcome(&self) -> &'static str {
+        if self.forward {
+            "completed"
+        } else {
+            "undone"
+        }
+    }
+}
+
 /// Find interrupted transactions and complete or undo each. Journals whose
 /// owner is still running (it holds the journal's lock) are left alone.
 /// The caller holds the VDB lock.
@@ -516,6 +537,23 @@ pub fn recover(
                 cpv: String::new(),
                 forward: false,
                 notes: vec!["removed an unpacked package left by an interrupted install".into()],
+            });
+        }
+        // Temp files of atomic writes outside any staging directory (the
+        // counter, the config memory), left by a process killed between
+        // writing and renaming them.
+        let mut temps = vdb::counter::remove_stale_temps(vdb)?;
+        temps.extend(crate::cfgprotect::remove_stale_confmem_temps(vdb.state())?);
+        if !temps.is_empty() {
+            out.push(Recovered {
+                journal: PathBuf::new(),
+                kind: "write".into(),
+                cpv: String::new(),
+                forward: false,
+                notes: temps
+                    .iter()
+                    .map(|p| format!("removed {}, left by an interrupted write", p.display()))
+                    .collect(),
             });
         }
         // An empty journal directory (a crash right after creating it).

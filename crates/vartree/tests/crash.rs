@@ -102,8 +102,8 @@ fn state(root: &Path) -> BTreeMap<String, String> {
         for p in names {
             let rel = p.strip_prefix(base).unwrap().display().to_string();
             // The config memory is part of the state; the counter file and
-            // the VDB lock file are not.
-            if rel == "var/cache/edb" || rel == "var/db/.pkg.portage_lockfile" {
+            // the VDB lock file are not (temp names beside them are).
+            if rel == "var/cache/edb/counter" || rel == "var/db/.pkg.portage_lockfile" {
                 continue;
             }
             let m = fs::symlink_metadata(&p).unwrap();
@@ -156,7 +156,11 @@ fn verify(
 ) -> &'static str {
     let now = state(root);
     for k in now.keys() {
-        assert!(!k.contains(".vartree."), "{what}: temp name left: {k}");
+        // `.vartree.PID.NAME` and `.vartree-tmp.*` temp names.
+        assert!(
+            !k.contains(".vartree.") && !k.contains(".vartree-tmp."),
+            "{what}: temp name left: {k}"
+        );
         assert!(!k.contains("-MERGING-"), "{what}: -MERGING- left: {k}");
         assert!(!k.contains("var/db/.vartree"), "{what}: journal left: {k}");
     }
@@ -623,6 +627,18 @@ fn crash_at_every_step_of_an_unmerge_emptying_its_category() {
         ok(&vt(&base, &a, &[]));
     }
     fs::write(base.join("etc/solo/edited.conf"), "conf, edited\n").unwrap();
+    // The config memory remembers one of its files (forgotten with it, the
+    // memory rewritten) and a file of nobody's (kept).
+    fs::create_dir_all(base.join("var/lib/portage")).unwrap();
+    fs::write(
+        base.join("var/lib/portage/config"),
+        format!(
+            "/etc/solo/plain.conf {}\n/etc/nobodys.conf {}\n",
+            md5_of(b"plain\n"),
+            md5_of(b"x\n")
+        ),
+    )
+    .unwrap();
     let args = ["unmerge", "solo/solo"];
     let old = state(&base);
     let check_old = check_json(&base);
@@ -644,6 +660,11 @@ fn crash_at_every_step_of_an_unmerge_emptying_its_category() {
         new.get("etc/solo/edited.conf").map(String::as_str),
         Some("file 100644 conf, edited\n"),
         "the edited config file stays"
+    );
+    assert_eq!(
+        new.get("var/lib/portage/config").map(String::as_str),
+        Some(format!("file 100644 /etc/nobodys.conf {}\n", md5_of(b"x\n")).as_str()),
+        "the config memory forgets the package's files"
     );
     let steps: u64 = fs::read_to_string(&count_file)
         .unwrap()

@@ -81,3 +81,15 @@ pub fn next_counter(vdb: &Vdb, reporter: &dyn Reporter) -> Result<i64, VdbError>
     )?;
     Ok(next)
 }
+
+/// Remove the temp files a [`next_counter`] killed before its rename left
+/// beside the counter file. Call while holding the VDB lock (every writer
+/// of the counter holds it). Returns the paths removed.
+pub fn remove_stale_temps(vdb: &Vdb) -> Result<Vec<PathBuf>, VdbError> {
+    let dir = vdb.state().path(crate::state::EDB_DIR)?;
+    let name = COUNTER_PATH.rsplit('/').next().unwrap_or(COUNTER_PATH);
+    Ok(rootfs::atomic::remove_temps(
+        &dir,
+        Some(std::ffi::OsStr::new(name)),
+    )?)
+}

@@ -72,7 +72,7 @@ pub fn run(g: &Global, a: &RecoverArgs, reporter: &dyn Reporter) -> anyhow::Resu
                 (false, true) => "completed",
                 (false, false) => "undone",
             };
-            output::note(&format!(">>> {} of {}: {what}", r.kind, r.cpv));
+            output::note(&format!(">>> {}: {what}", r.subject()));
             if g.verbose > 0 {
                 for n in &r.notes {
                     output::note(&format!("    {n}"));

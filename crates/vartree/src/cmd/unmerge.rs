@@ -53,10 +53,9 @@ pub fn run(g: &Global, a: &UnmergeArgs, reporter: &dyn Reporter) -> anyhow::Resu
     if !a.pretend {
         for r in merge::txn::recover(&root, &vdb, &opts, false, reporter)? {
             output::note(&format!(
-                "!!! recovered an interrupted {} of {}: {}",
-                r.kind,
-                r.cpv,
-                if r.forward { "completed" } else { "undone" }
+                "!!! recovered an interrupted {}: {}",
+                r.subject(),
+                r.outcome()
             ));
         }
     }
