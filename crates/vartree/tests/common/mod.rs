@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod roots;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
