@@ -8,7 +8,9 @@
 //! - over an installed version whose files change type, content, mode and
 //!   link count, with an edited config file;
 //! - two packages in one command, ordered by their dependency (one commit
-//!   per package).
+//!   per package);
+//! - and the same content merged from image directories with `merge`, in
+//!   copy mode and with `--move-image`.
 //!
 //! After `recover` the root must be one of the states an uninterrupted run
 //! passes through (up to the empty state directories a transaction creates
@@ -155,9 +157,32 @@ fn crash_everywhere(
     args: &[&str],
     stages: &[Stage],
 ) -> Vec<u32> {
+    crash_everywhere_with(t, what, base, args, stages, None)
+}
+
+/// [`crash_everywhere`], with `image = Some((pristine, used))`: `used` (the
+/// image a `--move-image` merge consumes) is made a fresh copy of
+/// `pristine` before each run.
+fn crash_everywhere_with(
+    t: &Path,
+    what: &str,
+    base: &Path,
+    args: &[&str],
+    stages: &[Stage],
+    image: Option<(&Path, &Path)>,
+) -> Vec<u32> {
+    let fresh_image = || {
+        if let Some((pristine, used)) = image {
+            if used.exists() {
+                fs::remove_dir_all(used).unwrap();
+            }
+            copy_tree(pristine, used);
+        }
+    };
     let count_file = t.join(format!("{what}.count"));
     let reference = t.join(format!("{what}-reference"));
     copy_tree(base, &reference);
+    fresh_image();
     ok(
         &vartree(
             &reference,
@@ -185,6 +210,7 @@ fn crash_everywhere(
     for n in 1..=steps {
         let root = t.join(format!("{what}-{n}"));
         copy_tree(base, &root);
+        fresh_image();
         let o = vartree(&root, args, &[("VARTREE_CRASH_AT", n.to_string())]);
         assert!(
             !o.status.success(),
@@ -368,6 +394,62 @@ fn crash_at_every_step_of_a_two_package_install() {
     ];
     let seen = crash_everywhere(t, "two-packages", &base, &args, &stages);
     assert!(seen[1] > 0, "a crash between the two commits: {seen:?}");
+}
+
+/// `merge` of image directories (no binary package): copy mode, and
+/// `--move-image` (new directories moved out of the image whole), over an
+/// installed version.
+#[test]
+fn crash_at_every_step_of_image_merges_over_an_installed_version() {
+    let t = common::roots::scratch();
+    let t = t.path();
+    package(t, "app-misc/t-1", V1, &[]);
+    package(t, "app-misc/t-2", V2, &[]);
+    let (img1, info1) = (
+        t.join("app-misc_t-1/image"),
+        t.join("app-misc_t-1/build-info"),
+    );
+    let (img2, info2) = (
+        t.join("app-misc_t-2/image"),
+        t.join("app-misc_t-2/build-info"),
+    );
+    let base = t.join("base");
+    fs::create_dir(&base).unwrap();
+    let merge = |image: &Path, info: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["merge", "--sync", "never", "--image"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(image.display().to_string());
+        a.push("--build-info".into());
+        a.push(info.display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let a1 = merge(&img1, &info1, &[]);
+    ok(
+        &vartree(
+            &base,
+            &a1.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        ),
+        "merge t-1",
+    );
+    fs::write(base.join("etc/t/t.conf"), "conf 1, edited\n").unwrap();
+    for (what, extra) in [
+        ("image-copy", &[][..]),
+        ("image-move", &["--move-image"][..]),
+    ] {
+        let used = t.join(format!("{what}-image"));
+        copy_tree(&img2, &used);
+        let a2 = merge(&used, &info2, extra);
+        let args: Vec<&str> = a2.iter().map(String::as_str).collect();
+        let done = t.join(format!("{what}-done"));
+        copy_tree(&base, &done);
+        ok(&vartree(&done, &args, &[]), what);
+        let stages = [stage("old", &base), stage("new", &done)];
+        crash_everywhere_with(t, what, &base, &args, &stages, Some((&img2, &used)));
+    }
 }
 
 fn v_str(p: &Path) -> &str {
