@@ -8,104 +8,26 @@
 //! `VARTREE_KILL_SEED` the seed.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn cmd(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vartree"));
-    c.arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("ROOT")
-        .env_remove("EPREFIX")
-        .env_remove("VARTREE_CRASH_AT");
-    c
-}
-
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what}: vartree failed ({:?}): {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use common::roots::{
+    assert_no_leftovers as no_leftovers, check_json as check, command, copy_tree, ok,
+    root_state as state, scratch, state_diff as diff,
+};
 
 fn spawn(root: &Path, args: &[&str]) -> Child {
-    cmd(root, args)
+    command(root, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Every path with its type, mode, link count and content or target; the
-/// VDB's `metadata` (stamps), lock file and counter left out.
-fn state(root: &Path) -> BTreeMap<String, String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names {
-            let rel = p.strip_prefix(base).unwrap().display().to_string();
-            if rel == "var/cache/edb" || rel == "var/db/.pkg.portage_lockfile" {
-                continue;
-            }
-            let m = fs::symlink_metadata(&p).unwrap();
-            let desc = if m.file_type().is_symlink() {
-                format!("sym {}", fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                walk(base, &p, out);
-                format!("dir {:o}", m.mode())
-            } else if p.file_name().is_some_and(|n| n == "metadata") {
-                format!("file {:o} (metadata)", m.mode())
-            } else {
-                format!(
-                    "file {:o} n{} {}",
-                    m.mode(),
-                    m.nlink(),
-                    String::from_utf8_lossy(&fs::read(&p).unwrap())
-                )
-            };
-            out.insert(rel, desc);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
-    let mut d: Vec<String> = a
-        .iter()
-        .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: {v:.50} vs {:.50}", b.get(k).map_or("-", |s| s)))
-        .chain(
-            b.keys()
-                .filter(|k| !a.contains_key(*k))
-                .map(|k| format!("{k}: missing")),
-        )
-        .collect();
-    d.truncate(20);
-    d
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// splitmix64.
@@ -126,14 +48,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// A scratch directory on tmpfs when there is one (the runs are many).
-fn scratch() -> tempfile::TempDir {
-    match tempfile::tempdir_in("/dev/shm") {
-        Ok(t) => t,
-        Err(_) => tempfile::tempdir().unwrap(),
-    }
 }
 
 /// An image of `n` files in 30 directories (plus a config file, symlinks
@@ -190,28 +104,6 @@ fn atom_name(pf: &str) -> String {
     pf.rsplit_once('-').unwrap().0.to_string()
 }
 
-fn check(root: &Path) -> String {
-    let o = cmd(root, &["--json", "check"]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn no_leftovers(dir: &Path, what: &str) {
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        assert!(
-            !name.contains(".vartree")
-                && !name.contains("-MERGING-")
-                && !name.starts_with("unpack-"),
-            "{what}: left behind: {}",
-            e.path().display()
-        );
-        if e.file_type().unwrap().is_dir() {
-            no_leftovers(&e.path(), what);
-        }
-    }
-}
-
 #[test]
 fn sigkill_during_large_installs_and_upgrades() {
     let t = scratch();
@@ -229,7 +121,7 @@ fn sigkill_during_large_installs_and_upgrades() {
     let installed = t.join("installed");
     fs::create_dir_all(&installed).unwrap();
     ok(
-        &cmd(
+        &command(
             &installed,
             &["install", "--sync", "never", &v1.display().to_string()],
         )
@@ -248,7 +140,7 @@ fn sigkill_during_large_installs_and_upgrades() {
         let reference = t.join(format!("ref-{name}"));
         copy_tree(base, &reference);
         let start = Instant::now();
-        ok(&cmd(&reference, &args).output().unwrap(), "reference");
+        ok(&command(&reference, &args).output().unwrap(), "reference");
         let span = start.elapsed().as_micros() as u64;
         let new = state(&reference);
         assert_ne!(old, new);
@@ -266,7 +158,7 @@ fn sigkill_during_large_installs_and_upgrades() {
                 ok(&o, "not killed");
             }
             let what = format!("{name} run {i} (killed after {delay} µs: {killed})");
-            ok(&cmd(&root, &["recover"]).output().unwrap(), &what);
+            ok(&command(&root, &["recover"]).output().unwrap(), &what);
             no_leftovers(&root, &what);
             let now = state(&root);
             let outcome = if now == old {
@@ -315,7 +207,7 @@ fn sigint_and_sigterm_during_the_unpack_stop_it() {
         let root = t.join(format!("root-{sig}"));
         copy_tree(&base, &root);
         let count = t.join(format!("count-{sig}"));
-        let o = cmd(&root, &["install", "--sync", "never", &pkg])
+        let o = command(&root, &["install", "--sync", "never", &pkg])
             .env("VARTREE_SIGNAL_AT", format!("200:{sig}"))
             .env("VARTREE_CRASH_COUNT", &count)
             .output()

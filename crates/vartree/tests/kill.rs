@@ -40,36 +40,26 @@
 //! default 50).
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::roots::{
+    assert_no_leftovers, check_json, command, copy_tree, counters, ok, root_state as state,
+    state_diff as diff,
+};
+
 /// Entries of the big package's file list.
 const FILES: usize = 1800;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vartree")
-}
-
 fn cmd(root: &Path, args: &[String]) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("ROOT")
-        .env_remove("EPREFIX")
-        .env_remove("VARTREE_CRASH_AT")
-        .env_remove("VARTREE_SIGNAL_AT")
-        .env_remove("VARTREE_CRASH_COUNT");
-    c
-}
-
-fn vt(root: &Path, args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    cmd(root, &args).output().unwrap()
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command(root, &args)
 }
 
 fn spawn(root: &Path, args: &[String]) -> Child {
@@ -79,16 +69,6 @@ fn spawn(root: &Path, args: &[String]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what}: vartree failed ({:?}): {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// CPU time a process has used so far, in ns (`/proc/PID/schedstat`).
@@ -361,83 +341,6 @@ fn big(build: Build) -> Vec<(String, E)> {
 // ---------------------------------------------------------------------
 // Snapshots and invariants (as crash.rs)
 
-/// Everything that matters in a tree: every path (outside the VDB's
-/// lock file, counter and config memory) with its type, mode, link count,
-/// content or target. VDB entries are included (CONTENTS, COUNTER, …).
-fn state(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names {
-            let rel = p.strip_prefix(base).unwrap().display().to_string();
-            if rel == "var/cache/edb"
-                || rel == "var/lib/portage"
-                || rel == "var/db/.pkg.portage_lockfile"
-            {
-                continue;
-            }
-            let m = fs::symlink_metadata(&p).unwrap();
-            let desc = if m.file_type().is_symlink() {
-                format!("sym {}", fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                walk(base, &p, out);
-                format!("dir {:o}", m.mode())
-            } else {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                if name == "metadata" {
-                    format!("file {:o} (metadata)", m.mode())
-                } else {
-                    let data = fs::read(&p).unwrap();
-                    format!(
-                        "file {:o} n{} {}",
-                        m.mode(),
-                        m.nlink(),
-                        String::from_utf8_lossy(&data)
-                    )
-                }
-            };
-            out.insert(rel, desc);
-        }
-    }
-    walk(root, root, &mut out);
-    out
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
-fn check_json(root: &Path) -> String {
-    let o = vt(root, &["--json", "check"]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
-    let mut d: Vec<String> = a
-        .iter()
-        .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: {v:.60} vs {:.60}", b.get(k).map_or("-", |s| s)))
-        .chain(
-            b.keys()
-                .filter(|k| !a.contains_key(*k))
-                .map(|k| format!("{k}: missing")),
-        )
-        .collect();
-    d.truncate(20);
-    d
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Outcome {
     Old,
@@ -448,7 +351,7 @@ enum Outcome {
 /// `check` as in that state and unique COUNTERs.
 fn verify(root: &Path, sc: &Scenario, what: &str) -> Outcome {
     let now = state(root);
-    no_leftovers(root, what);
+    assert_no_leftovers(root, what);
     let which = if now == sc.old {
         Outcome::Old
     } else if now == sc.new {
@@ -480,42 +383,6 @@ fn verify(root: &Path, sc: &Scenario, what: &str) -> Outcome {
         "{what}: COUNTERs are not unique"
     );
     which
-}
-
-/// No temp names (`.vartree.PID.NAME`, `.vartree-tmp.*`), no journal
-/// (`var/db/.vartree`), no `-MERGING-` anywhere in the root, the parts
-/// `state` leaves out included.
-fn no_leftovers(dir: &Path, what: &str) {
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        assert!(
-            !name.contains(".vartree") && !name.contains("-MERGING-"),
-            "{what}: left behind: {}",
-            e.path().display()
-        );
-        if e.file_type().unwrap().is_dir() {
-            no_leftovers(&e.path(), what);
-        }
-    }
-}
-
-fn counters(root: &Path) -> Vec<i64> {
-    let mut out = Vec::new();
-    for cat in fs::read_dir(root.join("var/db/pkg")).unwrap() {
-        let cat = cat.unwrap().path();
-        if !cat.is_dir() {
-            continue;
-        }
-        for p in fs::read_dir(&cat).unwrap() {
-            let p = p.unwrap().path();
-            if p.is_dir() {
-                let c = fs::read_to_string(p.join("COUNTER")).unwrap();
-                out.push(c.trim().parse().unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Where the transaction was when it was killed, from its journal.

@@ -9,9 +9,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `vartree --root ROOT ARGS…` with `env` set, and nothing inherited that
-/// would change where it writes or where it stops.
-pub fn vartree(root: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+/// `vartree --root ROOT ARGS…`, with nothing inherited that would change
+/// where it writes or where it stops.
+pub fn command(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vartree"));
     c.arg("--root")
         .arg(root)
@@ -22,6 +22,12 @@ pub fn vartree(root: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
         .env_remove("VARTREE_CRASH_AT")
         .env_remove("VARTREE_SIGNAL_AT")
         .env_remove("VARTREE_CRASH_COUNT");
+    c
+}
+
+/// Run [`command`] with `env` set.
+pub fn vartree(root: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut c = command(root, args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -39,10 +45,11 @@ pub fn ok(o: &Output, what: &str) {
     );
 }
 
-/// `cp -a FROM TO`.
+/// `cp -a --reflink=auto FROM TO`.
 pub fn copy_tree(from: &Path, to: &Path) {
     let st = Command::new("cp")
         .arg("-a")
+        .arg("--reflink=auto")
         .arg(from)
         .arg(to)
         .status()
