@@ -444,10 +444,13 @@ pub fn clean_portage_leftovers(
                     })
                 }
             }
-            // A category made for this package alone goes too.
+        }
+        // The slot lock file is removed with the lock; then a category made
+        // for this package alone goes too.
+        drop(locks);
+        if !pretend {
             vdb::writer::remove_category_if_empty(vdb, &cat);
         }
-        drop(locks);
         let others: Vec<String> = vdb
             .entries_in(&cat, reporter)?
             .into_iter()

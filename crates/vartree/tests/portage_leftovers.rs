@@ -656,3 +656,34 @@ fn sigkill_of_a_real_portage_merge() {
 fn st(root: &std::path::Path) -> vdb::state::StatePaths {
     vdb::state::StatePaths::new(root, "")
 }
+
+/// An interrupted Portage merge of the only package of its category: the
+/// `-MERGING-` directory goes, and so does the category (and the slot lock
+/// file taken to prove that no merge of that slot is running).
+#[test]
+fn a_category_made_for_an_interrupted_merge_goes_with_it() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let cat = root.join("var/db/pkg/new-cat");
+    let m = cat.join("-MERGING-solo-1");
+    fs::create_dir_all(&m).unwrap();
+    for (k, v) in [
+        ("SLOT", "0\n"),
+        ("CATEGORY", "new-cat\n"),
+        ("PF", "solo-1\n"),
+    ] {
+        fs::write(m.join(k), v).unwrap();
+    }
+    fs::write(m.join("CONTENTSab1_x9zq"), "dir /usr\n").unwrap();
+    let o = vt(&root, &["recover"]);
+    ok(&o, "recover");
+    assert!(!m.exists(), "-MERGING- is left");
+    assert!(
+        !cat.exists(),
+        "the category is left with: {:?}",
+        fs::read_dir(&cat)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
+    assert!(root.join("var/db/pkg").is_dir());
+}
