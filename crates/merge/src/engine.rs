@@ -698,6 +698,7 @@ fn create_image_marker(journal: &mut Journal, image_abs: &[u8]) -> Result<PathBu
     };
     rootfs::crash::point("image marker");
     let mut f = std::fs::File::create_new(&path).map_err(io)?;
+    rootfs::crash::point("image marker token");
     std::io::Write::write_all(&mut f, token.as_bytes()).map_err(io)?;
     Ok(path)
 }

@@ -45,7 +45,9 @@ impl Staging {
         let prefix = if pretend { "vartree-pretend-" } else { "" };
         let name = format!("{prefix}unpack-{}-{nanos}", std::process::id());
         // Another process may remove the (empty) directory between our
-        // mkdir and the lock file's creation: try again.
+        // mkdir and the lock file's creation, or a `recover` may take the
+        // lock file for an abandoned one and remove it between its creation
+        // and our lock: try again.
         let mut attempt = 0;
         let (parent, lock_path, lock) = loop {
             let parent = if pretend {
@@ -61,7 +63,17 @@ impl Staging {
             };
             let lock_path = parent.join(format!("{name}.lock"));
             match rootfs::lock::LockedFile::lock(&lock_path, |_| {}) {
-                Ok(l) => break (parent, lock_path, l),
+                Ok(l) if crate::journal::names_locked_file(&l, &lock_path) => {
+                    break (parent, lock_path, l)
+                }
+                Ok(_) if attempt < 5 => attempt += 1,
+                Ok(_) => {
+                    return Err(MergeError::Io {
+                        op: "lock",
+                        path: lock_path.clone(),
+                        source: io::Error::other("the lock file was removed while it was locked"),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
                 Err(e) => {
                     return Err(MergeError::Io {
@@ -98,10 +110,21 @@ impl Staging {
     }
 }
 
+/// Remove a staging directory; `true` when it is gone (then its lock file
+/// may go too: a lock file without its directory would hide nothing, a
+/// directory without its lock file would never be found again).
+fn remove_staging_dir(dir: &Path) -> bool {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-        let _ = fs::remove_file(&self.lock_path);
+        if remove_staging_dir(&self.dir) {
+            let _ = fs::remove_file(&self.lock_path);
+        }
         if let Some(state) = &self.in_root {
             crate::journal::remove_dir_if_empty(state);
         }
@@ -129,9 +152,10 @@ pub fn remove_stale_staging(state: &StatePaths) -> Vec<PathBuf> {
         let lock_path = ent.path();
         if let Ok(Some(_l)) = rootfs::lock::LockedFile::try_lock(&lock_path) {
             let dir = parent.join(base);
-            let _ = fs::remove_dir_all(&dir);
-            let _ = fs::remove_file(&lock_path);
-            removed.push(dir);
+            if remove_staging_dir(&dir) {
+                let _ = fs::remove_file(&lock_path);
+                removed.push(dir);
+            }
         }
     }
     removed

@@ -142,33 +142,37 @@ pub fn image_marker_name() -> (String, String) {
 /// Does `dir` (an absolute host path from a journal) hold the genuine marker
 /// `marker`? Checked without following a symlink.
 pub fn image_marker_holds(dir: &[u8], marker: &[u8]) -> bool {
-    let Some(token) = marker.strip_prefix(IMAGE_MARKER_PREFIX.as_bytes()) else {
-        return false;
-    };
+    marker_content(dir, marker).is_some_and(|(token, content)| content == token)
+}
+
+/// The token a marker name carries and the first bytes of the marker file,
+/// if the name is a marker's and the file can be read.
+fn marker_content<'m>(dir: &[u8], marker: &'m [u8]) -> Option<(&'m [u8], Vec<u8>)> {
+    let token = marker.strip_prefix(IMAGE_MARKER_PREFIX.as_bytes())?;
     if token.is_empty()
         || !token.iter().all(|b| b.is_ascii_digit() || *b == b'-')
         || dir.first() != Some(&b'/')
     {
-        return false;
+        return None;
     }
-    let Ok(d) =
-        rootfs::dir::DirHandle::open(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)))
-    else {
-        return false;
-    };
-    let Ok(mut f) = d.open_file(marker) else {
-        return false;
-    };
+    let d = rootfs::dir::DirHandle::open(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)))
+        .ok()?;
+    let mut f = d.open_file(marker).ok()?;
     let mut content = Vec::new();
-    std::io::Read::read_to_end(&mut (&mut f).take(64), &mut content).is_ok() && content == token
+    std::io::Read::read_to_end(&mut (&mut f).take(64), &mut content).ok()?;
+    Some((token, content))
 }
 
 /// Remove the genuine image markers the records name (the transaction is
-/// over, rolled back or completed).
+/// over, rolled back or completed), and empty ones: a process killed
+/// between creating its marker and writing the token into it leaves one
+/// (it had moved nothing yet, so an empty marker proves nothing either).
 pub fn remove_image_markers(records: &[Record]) {
     for r in records {
         if let Record::Image { dir, marker } = r {
-            if image_marker_holds(dir, marker) {
+            if marker_content(dir, marker)
+                .is_some_and(|(token, content)| content == token || content.is_empty())
+            {
                 let mut p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir));
                 p.push(std::ffi::OsStr::from_bytes(marker));
                 let _ = std::fs::remove_file(p);
@@ -512,7 +516,7 @@ impl Journal {
 }
 
 /// Whether `path` still names the file `lock` holds.
-fn names_locked_file(lock: &LockedFile, path: &Path) -> bool {
+pub(crate) fn names_locked_file(lock: &LockedFile, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (lock.file().metadata(), std::fs::metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),

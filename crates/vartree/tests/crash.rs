@@ -776,6 +776,8 @@ fn crash_at_every_step_of_a_move_image_upgrade() {
         }
         ok(&vt(&root, &["recover"], &[]));
         let what = format!("move-image, crash at step {n}");
+        // No marker (not even an empty one) is left in the image.
+        common::roots::assert_no_leftovers(&img, &what);
         match verify(&root, &old, &new, &check_old, &check_new, &what) {
             "old" => {
                 olds += 1;
