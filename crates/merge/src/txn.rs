@@ -95,11 +95,35 @@ pub fn apply_commit(
                         on_merged(&path, dest);
                         out.renamed.push(path);
                     }
-                    // A node whose place got taken meanwhile stays out.
+                    // The place was taken meanwhile (by a Portage merge
+                    // run between a crash and `recover`, say).
                     Err(e) if *noreplace && e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let _ = d.unlink(temp);
-                        out.notes
-                            .push(format!("{} already exists; left alone", lossy(&path)));
+                        let is_dir =
+                            |n: &[u8]| d.lstat(n).is_ok_and(|s| s.kind == FileKind::Directory);
+                        if is_dir(temp) && is_dir(dest) {
+                            // A new directory of ours where a directory now
+                            // is: the package's files go into it.
+                            let from = d.open_subdir(temp).map_err(|e| rio("open", temp, e))?;
+                            let to = d.open_subdir(dest).map_err(|e| rio("open", &path, e))?;
+                            merge_tree_into(&from, &to, &path, &mut out.notes)
+                                .map_err(|e| rio("merge into the existing directory", &path, e))?;
+                            d.rmdir(temp).map_err(|e| rio("remove", temp, e))?;
+                            out.notes.push(format!(
+                                "{} appeared meanwhile: the package's files were merged into it",
+                                lossy(&path)
+                            ));
+                            on_merged(&path, dest);
+                            out.renamed.push(path);
+                        } else {
+                            // A node of another type is there: ours stays out.
+                            let _ = if is_dir(temp) {
+                                remove_tree(&d, temp)
+                            } else {
+                                d.unlink(temp)
+                            };
+                            out.notes
+                                .push(format!("{} already exists; left alone", lossy(&path)));
+                        }
                     }
                     Err(e) => return Err(rio("rename into place", &path, e)),
                 }
@@ -283,6 +307,59 @@ fn inodes_of(root: &Root, keys: &PackageKeys) -> HashSet<FileId> {
             d.lstat(vdb::contents::basename(k)).ok().map(|s| s.id)
         })
         .collect()
+}
+
+/// Move the contents of our staged directory `from` into the directory
+/// `to` that took its place (`path`, for the notes): what is not there is
+/// renamed in; a non-directory replaces a non-directory (the package's file
+/// is what its CONTENTS records); directories are merged the same way; a
+/// directory where a non-directory is, or the reverse, stays out, with a
+/// note. Idempotent: an interrupted run is completed by running it again.
+fn merge_tree_into(
+    from: &DirHandle,
+    to: &DirHandle,
+    path: &[u8],
+    notes: &mut Vec<String>,
+) -> std::io::Result<()> {
+    for name in from.list()? {
+        let ours = from.lstat(&name)?.kind;
+        let theirs = match to.lstat(&name) {
+            Ok(s) => Some(s.kind),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut child = path.to_vec();
+        child.push(b'/');
+        child.extend_from_slice(&name);
+        match (
+            ours == FileKind::Directory,
+            theirs.map(|k| k == FileKind::Directory),
+        ) {
+            (_, None) => from.rename_noreplace(&name, to, &name)?,
+            (true, Some(true)) => {
+                merge_tree_into(
+                    &from.open_subdir(&name)?,
+                    &to.open_subdir(&name)?,
+                    &child,
+                    notes,
+                )?;
+                from.rmdir(&name)?;
+            }
+            (false, Some(false)) => from.rename(&name, to, &name)?,
+            (ours_dir, Some(_)) => {
+                if ours_dir {
+                    remove_tree(from, &name)?;
+                } else {
+                    from.unlink(&name)?;
+                }
+                notes.push(format!(
+                    "{} exists with another file type; left alone",
+                    lossy(&child)
+                ));
+            }
+        }
+    }
+    to.fsync()
 }
 
 /// Remove a directory tree we created (never follows symlinks).

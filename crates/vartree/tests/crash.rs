@@ -798,3 +798,74 @@ fn crash_at_every_step_of_a_move_image_upgrade() {
     assert!(olds > 0 && news > 0, "both outcomes must occur");
     assert!(unproven > 0, "a crash after a directory was moved whole");
 }
+
+/// A new directory whose place is taken between the commit point and its
+/// rename (a Portage merge run after a crash and before `recover`):
+/// `recover` merges the package's files into the directory that is there.
+/// A file of the package replaces the one in the way; the other files stay;
+/// a directory where the package has a file stays and the file stays out.
+#[test]
+fn recover_merges_a_new_directory_into_one_that_appeared_meanwhile() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base");
+    fs::create_dir_all(base.join("usr/share")).unwrap();
+    let pk = t.path().join("pkgs");
+    let p = pkg(
+        &pk,
+        "a/new-1",
+        &[
+            ("/usr/share/newpkg/a", "a\n"),
+            ("/usr/share/newpkg/b", "b, the package's\n"),
+            ("/usr/share/newpkg/c", "c\n"),
+            ("/usr/share/newpkg/sub/d", "d\n"),
+        ],
+        &[],
+    );
+    let mut args = merge_args(&p);
+    args.truncate(args.len() - 2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let count = t.path().join("count");
+    let reference = t.path().join("reference");
+    copy_tree(&base, &reference);
+    ok(&vt(
+        &reference,
+        &args,
+        &[("VARTREE_CRASH_COUNT", count.display().to_string())],
+    ));
+    let steps = common::roots::read_count(&count);
+    let mut found = false;
+    for n in 1..=steps {
+        let root = t.path().join(format!("run-{n}"));
+        copy_tree(&base, &root);
+        let _ = vt(&root, &args, &[("VARTREE_CRASH_AT", n.to_string())]);
+        let dir = root.join("usr/share/newpkg");
+        if !journal_committed(&root) || dir.exists() {
+            fs::remove_dir_all(&root).unwrap();
+            continue;
+        }
+        // Committed, the new directory not renamed into place yet: another
+        // package's merge makes it.
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("b"), "b, somebody else's\n").unwrap();
+        fs::create_dir(dir.join("c")).unwrap();
+        fs::write(dir.join("c/theirs"), "theirs\n").unwrap();
+        fs::write(dir.join("sub/e"), "e\n").unwrap();
+        fs::write(dir.join("other"), "other\n").unwrap();
+        let o = vt(&root, &["-v", "recover"], &[]);
+        ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("appeared meanwhile"), "{err}");
+        let read = |p: &str| fs::read_to_string(dir.join(p)).unwrap();
+        assert_eq!(read("a"), "a\n");
+        assert_eq!(read("b"), "b, the package's\n");
+        assert_eq!(read("c/theirs"), "theirs\n");
+        assert_eq!(read("sub/d"), "d\n");
+        assert_eq!(read("sub/e"), "e\n");
+        assert_eq!(read("other"), "other\n");
+        common::roots::assert_no_leftovers(&root, &format!("step {n}"));
+        assert!(root.join("var/db/pkg/a/new-1").is_dir());
+        found = true;
+        break;
+    }
+    assert!(found, "no crash point between the commit and the rename");
+}
