@@ -583,15 +583,27 @@ impl PendingPackage {
     }
 
     /// Adds to `index` the whole packages of this directory that it does
-    /// not list: a publisher killed between giving a package its name and
+    /// not list, and lists again those whose size or mtime is not the one
+    /// it records: a publisher killed between giving a package its name
+    /// (or, single-instance, replacing the package of the same name) and
     /// replacing `Packages` leaves one, and the next publish into the same
     /// directory completes its work. Files that are not whole, verified
     /// packages of a valid CPV are left alone (Portage reports them).
     fn reconcile(&self, index: &mut PackageIndex) {
-        let listed: std::collections::HashSet<&str> = index
+        use std::os::unix::fs::MetadataExt;
+        let listed: std::collections::HashMap<&str, (Option<&str>, Option<&str>)> = index
             .packages
             .iter()
-            .filter_map(|e| e.get("PATH").map(String::as_str))
+            .filter_map(|e| {
+                let p = e.get("PATH")?;
+                Some((
+                    p.as_str(),
+                    (
+                        e.get("SIZE").map(String::as_str),
+                        e.get("_mtime_").map(String::as_str),
+                    ),
+                ))
+            })
             .collect();
         let Ok(rd) = std::fs::read_dir(&self.dir.path) else {
             return;
@@ -602,8 +614,18 @@ impl PendingPackage {
             let is_pkg = [".gpkg.tar", ".xpak", ".tbz2"]
                 .iter()
                 .any(|ext| name.ends_with(ext));
+            if !is_pkg || name.starts_with('.') {
+                continue;
+            }
             let rel = format!("{}/{name}", self.rel_dir);
-            if is_pkg && !name.starts_with('.') && !listed.contains(rel.as_str()) {
+            let stale = match listed.get(rel.as_str()) {
+                None => true,
+                Some((size, mtime)) => de.metadata().is_ok_and(|m| {
+                    *size != Some(m.size().to_string().as_str())
+                        || *mtime != Some(m.mtime().to_string().as_str())
+                }),
+            };
+            if stale {
                 missing.push((de.path(), rel));
             }
         }
@@ -628,7 +650,6 @@ impl PendingPackage {
             let (Ok((md5, sha1, size)), Ok(st)) = (fsops::digest(&file), file.metadata()) else {
                 continue;
             };
-            use std::os::unix::fs::MetadataExt;
             let info = FileInfo {
                 path: rel,
                 md5,

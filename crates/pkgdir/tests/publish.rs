@@ -475,3 +475,46 @@ fn next_publish_indexes_a_package_a_crash_left_unlisted() {
     assert_eq!(e["MD5"], b.md5);
     assert_eq!(e["SIZE"], b.size.to_string());
 }
+
+/// Single-instance: a publisher killed after renaming its package over the
+/// one of the same name, before replacing `Packages`, leaves an index entry
+/// with the old package's MD5 and SIZE; the next publish into the same
+/// directory lists the file as it is.
+#[test]
+fn next_publish_relists_a_package_a_crash_replaced_unlisted() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = PkgDir::new(
+        t.path(),
+        PublishOptions {
+            multi_instance: false,
+            ..opts(false)
+        },
+    );
+    let (a, meta) = load_corpus("refpkg-1.0-r1-zstd.gpkg.tar");
+    let (b, _) = load_corpus("refpkg-1.0-r1-xz.gpkg.tar");
+    let pa = publish_bytes(&dir, &a, &meta, Format::Gpkg);
+    let before = fs::read(t.path().join("Packages")).unwrap();
+    let pb = publish_bytes(&dir, &b, &meta, Format::Gpkg);
+    assert_ne!(pa.md5, pb.md5);
+    // The crash: b is in place, Packages is the one that lists a. (Both
+    // tars are 10,240 bytes: b was made later, as its mtime says; Portage's
+    // binarytree tells stale entries by size and mtime too.)
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&pb.path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    fs::write(t.path().join("Packages"), &before).unwrap();
+    let (x, xmeta) = load_corpus("refpkg-1.0-r1.tbz2");
+    publish_bytes(&dir, &x, &xmeta, Format::Xpak);
+    let index = check_pkgdir(t.path(), &[b.clone(), x]);
+    let e = index
+        .packages
+        .iter()
+        .find(|e| e["PATH"] == pb.rel_path)
+        .unwrap();
+    assert_eq!(e["MD5"], pb.md5);
+    assert_eq!(e["SIZE"], b.len().to_string());
+}
