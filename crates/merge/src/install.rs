@@ -62,6 +62,7 @@ impl Staging {
                 state.create_dir(JOURNAL_DIR)?
             };
             let lock_path = parent.join(format!("{name}.lock"));
+            rootfs::crash::point("staging lock");
             match rootfs::lock::LockedFile::lock(&lock_path, |_| {}) {
                 Ok(l) if crate::journal::names_locked_file(&l, &lock_path) => {
                     break (parent, lock_path, l)
@@ -85,6 +86,7 @@ impl Staging {
             }
         };
         let dir = parent.join(&name);
+        rootfs::crash::point("staging mkdir");
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -367,11 +369,13 @@ fn unpack(
             source: e,
         }
     };
+    rootfs::crash::point("build-info mkdir");
     fs::create_dir(&bi).map_err(io_err("create directory", &bi))?;
     for (k, v) in pkg.metadata() {
         if k.is_empty() || k.contains('/') || k.starts_with('.') {
             continue;
         }
+        rootfs::crash::point("build-info write");
         fs::write(bi.join(k), v).map_err(io_err("write", &bi.join(k)))?;
     }
     let sum = vdb::digest::md5_hex_file(path).map_err(io_err("read", path))?;
@@ -379,6 +383,7 @@ fn unpack(
         .map_err(io_err("write", &bi.join("BINPKGMD5")))?;
 
     let image = staging.image();
+    rootfs::crash::point("image mkdir");
     fs::create_dir(&image).map_err(io_err("create directory", &image))?;
     let top = DirHandle::open(&image).map_err(io_err("open", &image))?;
     let owner = NewOwner::of(&top);
