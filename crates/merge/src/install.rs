@@ -189,23 +189,50 @@ struct FileJob {
 /// effective ids, unless the directory is set-group-ID (then nothing is
 /// assumed and every file gets its `chown`).
 #[derive(Clone, Copy)]
-struct NewOwner(Option<(u32, u32)>);
+struct NewOwner {
+    ids: Option<(u32, u32)>,
+    /// The process umask, when it could be read.
+    umask: Option<u32>,
+}
 
 impl NewOwner {
     fn of(image: &DirHandle) -> NewOwner {
         let setgid = rustix::fs::fstat(image).map_or(true, |st| st.st_mode & 0o2000 != 0);
-        NewOwner((!setgid).then(|| {
-            (
-                rustix::process::geteuid().as_raw(),
-                rustix::process::getegid().as_raw(),
-            )
-        }))
+        NewOwner {
+            ids: (!setgid).then(|| {
+                (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                )
+            }),
+            // A default ACL on the directory replaces the umask.
+            umask: read_umask().filter(|_| {
+                rustix::fs::fgetxattr_query(image, "system.posix_acl_default").is_err()
+            }),
+        }
     }
 
     /// Does a new file get these ids without a `chown`?
     fn is_new_files(self, uid: u32, gid: u32) -> bool {
-        self.0 == Some((uid, gid))
+        self.ids == Some((uid, gid))
     }
+
+    /// The mode to create a file with when that gives it exactly `mode`
+    /// and these ids, so that no `chown` or `chmod` is needed: plain
+    /// permission bits the umask leaves alone.
+    fn exact_create_mode(self, uid: u32, gid: u32, mode: u32) -> Option<u32> {
+        let perm = mode & 0o7777;
+        let umask = self.umask?;
+        (self.is_new_files(uid, gid) && perm & 0o7000 == 0 && perm & umask == 0).then_some(perm)
+    }
+}
+
+/// The process umask from `/proc/self/status` (reading it with `umask(2)`
+/// would change it for a moment, for every thread).
+fn read_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
 }
 
 /// An I/O error of the image entry at `path` (an archive path).
@@ -237,10 +264,15 @@ fn write_file(
     owner: NewOwner,
 ) -> Result<KnownDigest, MergeError> {
     let ioe = |op| image_err(op, path);
-    let mut f = dir.create_file(name, 0o600).map_err(ioe("create"))?;
+    let exact = owner.exact_create_mode(uid, gid, mode);
+    let mut f = dir
+        .create_file(name, exact.unwrap_or(0o600))
+        .map_err(ioe("create"))?;
     let (md5, size) = vdb::digest::md5_copy(data, &mut f, buf).map_err(ioe("write"))?;
     f.flush().map_err(ioe("write"))?;
-    if owner.is_new_files(uid, gid) {
+    if exact.is_some() {
+        // Created with its mode and owner.
+    } else if owner.is_new_files(uid, gid) {
         rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode & 0o7777))
             .map_err(|e| image_err("chmod", path)(e.into()))?;
     } else {
@@ -262,12 +294,18 @@ type Written = Result<Vec<(Vec<u8>, KnownDigest)>, MergeError>;
 /// files of different directories are created in parallel (each directory
 /// goes to one worker).
 struct Writers<'scope> {
-    queues: Vec<std::sync::mpsc::SyncSender<FileJob>>,
+    queues: Vec<std::sync::mpsc::SyncSender<Vec<FileJob>>>,
     workers: Vec<std::thread::ScopedJoinHandle<'scope, Written>>,
     /// Worker of the last directory seen, and that directory.
     current: usize,
     last_dir: Vec<u8>,
+    /// Files of `last_dir` not handed over yet: they go in batches, so that
+    /// a worker is woken once per batch, not once per file.
+    batch: Vec<FileJob>,
 }
+
+/// Files per batch handed to a worker.
+const BATCH: usize = 32;
 
 impl<'scope> Writers<'scope> {
     fn start<'env>(
@@ -285,12 +323,12 @@ impl<'scope> Writers<'scope> {
         let mut queues = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..n {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(64);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FileJob>>(4);
             queues.push(tx);
             workers.push(scope.spawn(move || {
                 let mut done = Vec::new();
                 let mut buf = vec![0u8; 64 * 1024];
-                for job in rx {
+                for job in rx.into_iter().flatten() {
                     let d = write_file(
                         &job.dir,
                         &job.name,
@@ -313,6 +351,7 @@ impl<'scope> Writers<'scope> {
             workers,
             current: 0,
             last_dir: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
         })
     }
 
@@ -320,14 +359,29 @@ impl<'scope> Writers<'scope> {
     /// which [`Writers::finish`] returns).
     fn send(&mut self, parent: &[u8], job: FileJob) -> bool {
         if parent != self.last_dir.as_slice() {
+            if !self.flush() {
+                return false;
+            }
             self.current = (self.current + 1) % self.queues.len();
             self.last_dir = parent.to_vec();
         }
-        self.queues[self.current].send(job).is_ok()
+        self.batch.push(job);
+        self.batch.len() < BATCH || self.flush()
+    }
+
+    /// Hand the pending batch to its worker; `false` when it has stopped.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.queues[self.current].send(batch).is_ok()
     }
 
     /// Wait for every queued file; the digests, or the first error.
-    fn finish(self, known: &mut KnownDigests) -> Result<(), MergeError> {
+    fn finish(mut self, known: &mut KnownDigests) -> Result<(), MergeError> {
+        // A worker that stopped reports why below.
+        let _ = self.flush();
         drop(self.queues);
         let mut first_err = None;
         for w in self.workers {
@@ -624,4 +678,43 @@ pub fn peek(
     let pkg = binpkg::open(path, &v).map_err(bin_err)?;
     let cpv = pkg.cpv().map_err(bin_err)?;
     Ok((cpv, pkg.metadata().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_created_with_their_mode_only_when_that_is_exact() {
+        let root = NewOwner {
+            ids: Some((0, 0)),
+            umask: Some(0o022),
+        };
+        assert_eq!(root.exact_create_mode(0, 0, 0o100644), Some(0o644));
+        assert_eq!(root.exact_create_mode(0, 0, 0o100755), Some(0o755));
+        assert_eq!(root.exact_create_mode(0, 0, 0o100444), Some(0o444));
+        // The umask would take bits away.
+        assert_eq!(root.exact_create_mode(0, 0, 0o100664), None);
+        // Set-id and sticky bits get their chmod.
+        assert_eq!(root.exact_create_mode(0, 0, 0o104755), None);
+        assert_eq!(root.exact_create_mode(0, 0, 0o101644), None);
+        // Another owner gets its chown.
+        assert_eq!(root.exact_create_mode(1, 0, 0o100644), None);
+        let unknown = NewOwner {
+            ids: Some((0, 0)),
+            umask: None,
+        };
+        assert_eq!(unknown.exact_create_mode(0, 0, 0o100644), None);
+        let setgid_dir = NewOwner {
+            ids: None,
+            umask: Some(0),
+        };
+        assert_eq!(setgid_dir.exact_create_mode(0, 0, 0o100644), None);
+    }
+
+    #[test]
+    fn reads_the_umask() {
+        let m = read_umask().expect("/proc/self/status has Umask");
+        assert_eq!(m & !0o777, 0);
+    }
 }
