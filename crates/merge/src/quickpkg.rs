@@ -26,7 +26,7 @@ use std::path::Path;
 
 use binpkg::write::{SourceEntry, WriteOptions, WriteSummary};
 use binpkg::{EntryKind, Format, Metadata};
-use rootfs::root::{DirCache, FileKind, Root};
+use rootfs::root::{DirCache, EntryStat, FileKind, Root};
 use vdb::contents::EntryKind as CKind;
 use vdb::db::{Reporter, VdbEntry};
 
@@ -159,6 +159,211 @@ fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
+/// What a reader learned about one CONTENTS path before it is packed.
+enum Gathered {
+    /// Not there (nor its directory), or a recorded file that is no longer
+    /// a regular file when opened.
+    Missing,
+    /// A directory (for a CONTENTS `dir` that is a symlink to a directory
+    /// here, what it leads to), or a node that is not packed.
+    Node(EntryStat),
+    Symlink(EntryStat, Vec<u8>),
+    /// A regular file: `first` as found, `st` as opened (the same for a
+    /// recorded `obj`), its xattrs (minus PORTAGE_XATTR_EXCLUDE, sorted)
+    /// and, when read ahead, its content. Read errors count only if the
+    /// file is packed (not for a hard link or an excluded config file).
+    File {
+        first: EntryStat,
+        st: EntryStat,
+        file: std::fs::File,
+        xattrs: std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>,
+        data: Option<std::io::Result<Vec<u8>>>,
+    },
+}
+
+/// Files up to this size are read by the reader threads; larger ones are
+/// streamed into the archive from the open file.
+const READ_AHEAD_MAX: u64 = 256 * 1024;
+
+/// Paths per unit of work of a reader thread.
+const READ_CHUNK: usize = 64;
+
+/// Look at one path (its name not empty). With `read`, a regular file's
+/// content up to [`READ_AHEAD_MAX`] bytes is read too.
+fn gather(
+    dirs: &mut DirCache<'_>,
+    path: &[u8],
+    kind: &CKind,
+    xattr_exclude: &[String],
+    read: bool,
+) -> Result<Gathered, MergeError> {
+    let (dir, name) = split(path);
+    let Some(d) = dirs.get(dir) else {
+        return Ok(Gathered::Missing);
+    };
+    // A recorded file is opened first (never following a symlink, never
+    // blocking on a FIFO) and described by fstat: one system call less than
+    // lstat + open. Anything else is lstat'ed.
+    let mut opened = None;
+    let first = if matches!(kind, CKind::Obj { .. }) {
+        match open_nofollow(&d, name) {
+            Ok(f) => match rustix::fs::fstat(&f) {
+                Ok(s) => {
+                    let st = rootfs::root::entry_stat(&s);
+                    if st.kind == FileKind::Regular {
+                        opened = Some(f);
+                    }
+                    Ok(st)
+                }
+                Err(e) => Err(std::io::Error::from(e)),
+            },
+            Err(e) if e.raw_os_error() == Some(libc_eloop()) => d.lstat(name),
+            Err(e) => Err(e),
+        }
+    } else {
+        d.lstat(name)
+    };
+    let mut st = match first {
+        Ok(st) => st,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Gathered::Missing),
+        Err(e) => return Err(MergeError::root_io("lstat", path, e)),
+    };
+    if matches!(kind, CKind::Dir) && st.kind == FileKind::Symlink {
+        // A directory of the image that is a symlink to a directory here:
+        // stored as the directory it leads to.
+        if let Some(target) = dirs.get(path) {
+            if let Ok(s) = target.raw_stat() {
+                st = rootfs::root::entry_stat(&s);
+            }
+        }
+    }
+    match st.kind {
+        FileKind::Symlink => {
+            let target = d
+                .readlink(name)
+                .map_err(|e| MergeError::root_io("readlink", path, e))?;
+            Ok(Gathered::Symlink(st, target))
+        }
+        FileKind::Regular => {
+            let (file, described) = match opened {
+                Some(f) => (f, true),
+                None => (
+                    open_nofollow(&d, name).map_err(|e| MergeError::root_io("open", path, e))?,
+                    false,
+                ),
+            };
+            let st2 = if described {
+                st
+            } else {
+                let fst = rustix::fs::fstat(&file)
+                    .map_err(|e| MergeError::root_io("stat", path, e.into()))?;
+                rootfs::root::entry_stat(&fst)
+            };
+            if st2.kind != FileKind::Regular {
+                return Ok(Gathered::Missing);
+            }
+            let xattrs = rootfs::dir::read_xattrs(file.as_fd()).map(|mut x| {
+                x.retain(|(k, _)| {
+                    let k = String::from_utf8_lossy(k);
+                    !xattr_exclude.iter().any(|p| crate::mask::fnmatch(&k, p))
+                });
+                x.sort();
+                x
+            });
+            let data = (read && st2.size <= READ_AHEAD_MAX).then(|| {
+                let mut v = Vec::with_capacity(st2.size as usize);
+                (&file).take(st2.size).read_to_end(&mut v).map(|_| v)
+            });
+            Ok(Gathered::File {
+                first: st,
+                st: st2,
+                file,
+                xattrs,
+                data,
+            })
+        }
+        _ => Ok(Gathered::Node(st)),
+    }
+}
+
+/// Gather `items` on `readers` threads, a chunk of [`READ_CHUNK`] paths at a
+/// time and a few chunks ahead of the archive, and hand each result to
+/// `emit` in the order of `items` (the archive's order).
+fn read_ahead(
+    root: &Root,
+    items: &[(&[u8], &CKind)],
+    xattr_exclude: &[String],
+    readers: usize,
+    mut emit: impl FnMut(&[u8], &CKind, Result<Gathered, MergeError>) -> Result<(), MergeError>,
+) -> Result<(), MergeError> {
+    type Chunk = Vec<Result<Gathered, MergeError>>;
+    let chunks = items.len().div_ceil(READ_CHUNK);
+    let ahead = 2 * readers;
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<usize>();
+    let work_rx = std::sync::Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        // Dropped when this returns (also on an error), which stops the
+        // readers before the scope waits for them.
+        let work_tx = work_tx;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Chunk)>();
+        for _ in 0..readers {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || {
+                let mut dirs = DirCache::new(root);
+                loop {
+                    let next = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(k) = next else { return };
+                    let end = ((k + 1) * READ_CHUNK).min(items.len());
+                    let out = items[k * READ_CHUNK..end]
+                        .iter()
+                        .map(|&(p, kind)| gather(&mut dirs, p, kind, xattr_exclude, true))
+                        .collect();
+                    if done_tx.send((k, out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut sent = 0;
+        while sent < chunks.min(ahead) {
+            let _ = work_tx.send(sent);
+            sent += 1;
+        }
+        let mut ready: HashMap<usize, Chunk> = HashMap::new();
+        for k in 0..chunks {
+            let chunk = loop {
+                if let Some(c) = ready.remove(&k) {
+                    break c;
+                }
+                match done_rx.recv() {
+                    Ok((i, c)) => {
+                        ready.insert(i, c);
+                    }
+                    Err(_) => {
+                        return Err(MergeError::Io {
+                            op: "read the installed files",
+                            path: std::path::PathBuf::new(),
+                            source: std::io::Error::other("a reader thread stopped"),
+                        })
+                    }
+                }
+            };
+            if sent < chunks {
+                let _ = work_tx.send(sent);
+                sent += 1;
+            }
+            for (&(path, kind), g) in items[k * READ_CHUNK..].iter().zip(chunk) {
+                emit(path, kind, g)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Pack the installed package `entry` of the root at `root` into `out`.
 /// `eroot` is ROOT + EPREFIX (config protection is relative to it).
 pub fn quickpkg<W: Read + Write + Seek>(
@@ -196,69 +401,29 @@ pub fn quickpkg<W: Read + Write + Seek>(
     // mtimes; its gpkg (USTAR) does not.
     let subsec = opts.format == Format::Xpak;
 
+    // The paths to pack, in order (the image root itself is implied).
+    let items: Vec<(&[u8], &CKind)> = paths
+        .iter()
+        .filter(|(p, _)| !split(p).1.is_empty())
+        .map(|(&p, &k)| (p, k))
+        .collect();
     let fill = |w: &mut binpkg::ImageWriter<'_>| -> Result<(), MergeError> {
         let pack_err = |source| MergeError::Pack {
             cpv: cpv.clone(),
             source,
         };
-        let mut dirs = DirCache::new(&root);
         let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
         let mut buf = vec![0u8; 64 * 1024];
-        for (&path, &kind) in &paths {
-            if let Some(sig) = rootfs::signal::pending() {
-                return Err(MergeError::PackSignal {
-                    cpv: cpv.clone(),
-                    sig,
-                });
-            }
-            let (dir, name) = split(path);
-            if name.is_empty() {
-                continue;
-            }
+        let mut emit = |path: &[u8], kind: &CKind, g: Gathered| -> Result<(), MergeError> {
             let image_path = &path[1..];
-            let Some(d) = dirs.get(dir) else {
-                report.missing.push(lossy(path));
-                continue;
-            };
-            // A recorded file is opened first (never following a symlink,
-            // never blocking on a FIFO) and described by fstat: one system
-            // call less than lstat + open. Anything else is lstat'ed.
-            let mut opened = None;
-            let first = if matches!(kind, CKind::Obj { .. }) {
-                match open_nofollow(&d, name) {
-                    Ok(f) => match rustix::fs::fstat(&f) {
-                        Ok(s) => {
-                            let st = rootfs::root::entry_stat(&s);
-                            if st.kind == FileKind::Regular {
-                                opened = Some(f);
-                            }
-                            Ok(st)
-                        }
-                        Err(e) => Err(std::io::Error::from(e)),
-                    },
-                    Err(e) if e.raw_os_error() == Some(libc_eloop()) => d.lstat(name),
-                    Err(e) => Err(e),
-                }
-            } else {
-                d.lstat(name)
-            };
-            let mut st = match first {
-                Ok(st) => st,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let st = match &g {
+                Gathered::Missing => {
                     report.missing.push(lossy(path));
-                    continue;
+                    return Ok(());
                 }
-                Err(e) => return Err(MergeError::root_io("lstat", path, e)),
+                Gathered::Node(st) | Gathered::Symlink(st, _) => *st,
+                Gathered::File { first, .. } => *first,
             };
-            if matches!(kind, CKind::Dir) && st.kind == FileKind::Symlink {
-                // A directory of the image that is a symlink to a directory
-                // here: stored as the directory it leads to.
-                if let Some(target) = dirs.get(path) {
-                    if let Ok(s) = target.raw_stat() {
-                        st = rootfs::root::entry_stat(&s);
-                    }
-                }
-            }
             let uname = users.get(&st.uid).map(Vec::as_slice).unwrap_or(b"");
             let gname = groups.get(&st.gid).map(Vec::as_slice).unwrap_or(b"");
             let base = SourceEntry {
@@ -271,12 +436,13 @@ pub fn quickpkg<W: Read + Write + Seek>(
                 mtime_nsec: if subsec { st.mtime_nsec } else { 0 },
                 ..SourceEntry::new(image_path, EntryKind::Dir)
             };
-            match st.kind {
-                FileKind::Directory => w.append(&base, None).map_err(pack_err)?,
-                FileKind::Symlink => {
-                    let target = d
-                        .readlink(name)
-                        .map_err(|e| MergeError::root_io("readlink", path, e))?;
+            match g {
+                Gathered::Missing => {}
+                Gathered::Node(st) if st.kind == FileKind::Directory => {
+                    w.append(&base, None).map_err(pack_err)?
+                }
+                Gathered::Node(_) => report.skipped.push(lossy(path)),
+                Gathered::Symlink(_, target) => {
                     let e = SourceEntry {
                         kind: EntryKind::Symlink,
                         link_target: &target,
@@ -284,27 +450,24 @@ pub fn quickpkg<W: Read + Write + Seek>(
                     };
                     w.append(&e, None).map_err(pack_err)?;
                 }
-                FileKind::Regular => {
-                    let key = (st.id.dev, st.id.ino);
-                    if st.nlink > 1 {
-                        if let Some(first) = inodes.get(&key) {
+                Gathered::File {
+                    first,
+                    st: st2,
+                    mut file,
+                    xattrs,
+                    data,
+                } => {
+                    if first.nlink > 1 {
+                        if let Some(target) = inodes.get(&(first.id.dev, first.id.ino)) {
                             let e = SourceEntry {
                                 kind: EntryKind::Hardlink,
-                                link_target: first,
+                                link_target: target,
                                 ..base
                             };
                             w.append(&e, None).map_err(pack_err)?;
-                            continue;
+                            return Ok(());
                         }
                     }
-                    let (mut file, described) = match opened.take() {
-                        Some(f) => (f, true),
-                        None => (
-                            open_nofollow(&d, name)
-                                .map_err(|e| MergeError::root_io("open", path, e))?,
-                            false,
-                        ),
-                    };
                     let protected = cp.as_ref().is_some_and(|cp| {
                         cp.is_protected(&format!("{root_prefix}{}", lossy(path)))
                     });
@@ -312,10 +475,19 @@ pub fn quickpkg<W: Read + Write + Seek>(
                         && opts.include_unmodified_config
                         && match kind {
                             CKind::Obj { md5, .. } => {
-                                let cur = vdb::digest::md5_hex_reader(&mut file, &mut buf)
-                                    .map_err(|e| MergeError::root_io("read", path, e))?;
-                                file.rewind()
-                                    .map_err(|e| MergeError::root_io("read", path, e))?;
+                                let read = |e| MergeError::root_io("read", path, e);
+                                let cur = match &data {
+                                    Some(Ok(d)) => {
+                                        vdb::digest::md5_hex_reader(&mut d.as_slice(), &mut buf)
+                                            .map_err(read)?
+                                    }
+                                    _ => {
+                                        let cur = vdb::digest::md5_hex_reader(&mut file, &mut buf)
+                                            .map_err(read)?;
+                                        file.rewind().map_err(read)?;
+                                        cur
+                                    }
+                                };
                                 cur.eq_ignore_ascii_case(&String::from_utf8_lossy(md5))
                             }
                             _ => false,
@@ -329,28 +501,12 @@ pub fn quickpkg<W: Read + Write + Seek>(
                         };
                         let mut text = CONFIG_PLACEHOLDER;
                         w.append(&e, Some(&mut text)).map_err(pack_err)?;
-                        continue;
+                        return Ok(());
                     }
+                    let xattrs =
+                        xattrs.map_err(|e| MergeError::root_io("read the xattrs of", path, e))?;
                     // What was opened is what gets packed: size, mode and
                     // times from the open file.
-                    let st2 = if described {
-                        st
-                    } else {
-                        let fst = rustix::fs::fstat(&file)
-                            .map_err(|e| MergeError::root_io("stat", path, e.into()))?;
-                        rootfs::root::entry_stat(&fst)
-                    };
-                    if st2.kind != FileKind::Regular {
-                        report.missing.push(lossy(path));
-                        continue;
-                    }
-                    let mut xattrs = rootfs::dir::read_xattrs(file.as_fd())
-                        .map_err(|e| MergeError::root_io("read the xattrs of", path, e))?;
-                    xattrs.retain(|(k, _)| {
-                        let k = String::from_utf8_lossy(k);
-                        !xattr_exclude.iter().any(|p| crate::mask::fnmatch(&k, p))
-                    });
-                    xattrs.sort();
                     let e = SourceEntry {
                         kind: EntryKind::File,
                         mode: st2.mode & 0o7777,
@@ -362,15 +518,53 @@ pub fn quickpkg<W: Read + Write + Seek>(
                         xattrs: &xattrs,
                         ..base
                     };
-                    w.append(&e, Some(&mut file)).map_err(pack_err)?;
+                    match data {
+                        Some(Ok(d)) => w.append(&e, Some(&mut d.as_slice())),
+                        Some(Err(err)) => return Err(MergeError::root_io("read", path, err)),
+                        None => w.append(&e, Some(&mut file)),
+                    }
+                    .map_err(pack_err)?;
                     if st2.nlink > 1 {
                         inodes.insert((st2.id.dev, st2.id.ino), image_path.to_vec());
                     }
                 }
-                _ => report.skipped.push(lossy(path)),
             }
+            Ok(())
+        };
+        let signalled = || {
+            rootfs::signal::pending().map(|sig| MergeError::PackSignal {
+                cpv: cpv.clone(),
+                sig,
+            })
+        };
+        // VARTREE_QUICKPKG_READERS=N: the number of reader threads (tests
+        // compare 1, which reads on the archive's thread, with several).
+        let readers = std::env::var("VARTREE_QUICKPKG_READERS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(4)
+            });
+        if readers < 2 || items.len() < 2 * READ_CHUNK {
+            let mut dirs = DirCache::new(&root);
+            for &(path, kind) in &items {
+                if let Some(e) = signalled() {
+                    return Err(e);
+                }
+                let g = gather(&mut dirs, path, kind, &xattr_exclude, false)?;
+                emit(path, kind, g)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        read_ahead(&root, &items, &xattr_exclude, readers, |path, kind, g| {
+            if let Some(e) = signalled() {
+                return Err(e);
+            }
+            emit(path, kind, g?)
+        })
     };
     let summary = match opts.format {
         Format::Gpkg => binpkg::write_gpkg(out, entry.cpv.pf(), &metadata, &opts.write, fill)?,

@@ -604,3 +604,112 @@ fn merge_buildpkg_package_installs_like_the_merge() {
     };
     assert_eq!(vdb(&dp), vdb(&dv), "VDB entries differ");
 }
+
+/// quickpkg reads the files of a large package on several threads, ahead of
+/// the archive: the package is byte for byte the one a single thread makes,
+/// for every format and config setting, with hard links whose two names are
+/// far apart, a file gone, a file that became a FIFO, a recorded directory
+/// that is now a symlink to one, and config files edited and not.
+#[test]
+fn quickpkg_reading_ahead_on_threads_packs_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let src = source_root(t.path());
+    // A second package of 700 files, merged, then changed.
+    let image = t.path().join("image-big");
+    let info = t.path().join("build-info-big");
+    fs::create_dir_all(&info).unwrap();
+    for (k, v) in [
+        ("CATEGORY", "app-misc"),
+        ("PF", "big-1.0"),
+        ("SLOT", "0"),
+        ("EAPI", "8"),
+        ("repository", "gentoo"),
+        ("BUILD_TIME", "1700000000"),
+    ] {
+        fs::write(info.join(k), format!("{v}\n")).unwrap();
+    }
+    for i in 0..700 {
+        let p = image.join(format!("usr/share/big/d{:02}/f{i:03}", i % 23));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, format!("file {i}\n").repeat(i % 5 + 1)).unwrap();
+    }
+    fs::write(image.join("usr/share/big/large"), vec![7u8; 300_000]).unwrap();
+    fs::hard_link(
+        image.join("usr/share/big/d00/f000"),
+        image.join("usr/share/big/d22/zz-link"),
+    )
+    .unwrap();
+    fs::create_dir_all(image.join("usr/share/big/dir/inner")).unwrap();
+    fs::write(image.join("usr/share/big/dir/inner/x"), "x\n").unwrap();
+    fs::create_dir_all(image.join("etc/big")).unwrap();
+    fs::write(image.join("etc/big/a.conf"), "a\n").unwrap();
+    fs::write(image.join("etc/big/b.conf"), "b\n").unwrap();
+    let o = vartree(&src)
+        .args(["merge", "--sync", "never", "--image"])
+        .arg(&image)
+        .arg("--build-info")
+        .arg(&info)
+        .output()
+        .unwrap();
+    ok("vartree merge big", &o);
+    fs::remove_file(src.join("usr/share/big/d05/f005")).unwrap();
+    let fifo = src.join("usr/share/big/d06/f006");
+    fs::remove_file(&fifo).unwrap();
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let moved = src.join("usr/share/big/dir-real");
+    fs::rename(src.join("usr/share/big/dir"), &moved).unwrap();
+    symlink("dir-real", src.join("usr/share/big/dir")).unwrap();
+    fs::write(src.join("etc/big/a.conf"), "a, edited\n").unwrap();
+    let mut compared = 0;
+    for format in ["gpkg", "xpak"] {
+        for cfg in [
+            &["--include-config", "y"][..],
+            &["--include-config", "n"][..],
+            &["--include-unmodified-config", "y"][..],
+        ] {
+            let mut packages = Vec::new();
+            for readers in ["1", "3"] {
+                let pkgdir = t
+                    .path()
+                    .join(format!("pkgdir-{format}-{}-{readers}", cfg.join("")));
+                let o = vartree(&src)
+                    .env("VARTREE_QUICKPKG_READERS", readers)
+                    .args(["--json", "quickpkg", "--reproducible", "--format", format])
+                    .args(cfg)
+                    .arg("--pkgdir")
+                    .arg(&pkgdir)
+                    .arg("app-misc/big")
+                    .output()
+                    .unwrap();
+                ok("vartree quickpkg", &o);
+                let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+                packages.push(fs::read(v[0]["path"].as_str().unwrap()).unwrap());
+            }
+            assert!(
+                packages[0] == packages[1],
+                "{format} {cfg:?}: one reader and three made different packages"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 6);
+    // And the package holds what it should: the hard link, the large file,
+    // the directory behind the symlink; not the missing file or the FIFO.
+    let (entries, _) = inspect(
+        &fs::read_dir(
+            t.path()
+                .join("pkgdir-gpkg---include-configy-3/app-misc/big"),
+        )
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path(),
+    );
+    let has = |p: &str| entries.keys().any(|k| k.ends_with(p));
+    assert!(has("usr/share/big/d22/zz-link") && has("usr/share/big/large"));
+    assert!(has("usr/share/big/dir/inner/x"));
+    assert!(!has("usr/share/big/d05/f005") && !has("usr/share/big/d06/f006"));
+}
