@@ -127,17 +127,22 @@ fn source_root(t: &Path) -> PathBuf {
         .output()
         .unwrap();
     ok("touch", &o);
-    let o = vartree(&root)
-        .args(["merge", "--sync", "never", "--image"])
-        .arg(&image)
-        .arg("--build-info")
-        .arg(&info)
-        .output()
-        .unwrap();
-    ok("vartree merge", &o);
+    merge_image(&root, &image, &info);
     // The admin edits one config file.
     fs::write(root.join("etc/qp/qp.conf"), "setting = 2\n").unwrap();
     root
+}
+
+/// `vartree merge` of an image directory into `root`.
+fn merge_image(root: &Path, image: &Path, info: &Path) {
+    let o = vartree(root)
+        .args(["merge", "--sync", "never", "--image"])
+        .arg(image)
+        .arg("--build-info")
+        .arg(info)
+        .output()
+        .unwrap();
+    ok("vartree merge", &o);
 }
 
 /// Portage's install of `pkg` into a fresh `root`.
@@ -644,14 +649,7 @@ fn quickpkg_reading_ahead_on_threads_packs_the_same_bytes() {
     fs::create_dir_all(image.join("etc/big")).unwrap();
     fs::write(image.join("etc/big/a.conf"), "a\n").unwrap();
     fs::write(image.join("etc/big/b.conf"), "b\n").unwrap();
-    let o = vartree(&src)
-        .args(["merge", "--sync", "never", "--image"])
-        .arg(&image)
-        .arg("--build-info")
-        .arg(&info)
-        .output()
-        .unwrap();
-    ok("vartree merge big", &o);
+    merge_image(&src, &image, &info);
     fs::remove_file(src.join("usr/share/big/d05/f005")).unwrap();
     let fifo = src.join("usr/share/big/d06/f006");
     fs::remove_file(&fifo).unwrap();
