@@ -302,10 +302,16 @@ struct Writers<'scope> {
     /// Files of `last_dir` not handed over yet: they go in batches, so that
     /// a worker is woken once per batch, not once per file.
     batch: Vec<FileJob>,
+    /// Bytes of content in `batch`.
+    batch_bytes: usize,
 }
 
 /// Files per batch handed to a worker.
 const BATCH: usize = 32;
+
+/// A batch is handed over once it holds this much content (so that the
+/// data waiting for the workers stays within a few MiB).
+const BATCH_BYTES: usize = 1 << 20;
 
 impl<'scope> Writers<'scope> {
     fn start<'env>(
@@ -323,7 +329,7 @@ impl<'scope> Writers<'scope> {
         let mut queues = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..n {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FileJob>>(4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<FileJob>>(2);
             queues.push(tx);
             workers.push(scope.spawn(move || {
                 let mut done = Vec::new();
@@ -352,6 +358,7 @@ impl<'scope> Writers<'scope> {
             current: 0,
             last_dir: Vec::new(),
             batch: Vec::with_capacity(BATCH),
+            batch_bytes: 0,
         })
     }
 
@@ -365,8 +372,9 @@ impl<'scope> Writers<'scope> {
             self.current = (self.current + 1) % self.queues.len();
             self.last_dir = parent.to_vec();
         }
+        self.batch_bytes += job.data.len();
         self.batch.push(job);
-        self.batch.len() < BATCH || self.flush()
+        (self.batch.len() < BATCH && self.batch_bytes < BATCH_BYTES) || self.flush()
     }
 
     /// Hand the pending batch to its worker; `false` when it has stopped.
@@ -375,6 +383,7 @@ impl<'scope> Writers<'scope> {
             return true;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.batch_bytes = 0;
         self.queues[self.current].send(batch).is_ok()
     }
 

@@ -175,15 +175,31 @@ enum Gathered {
     File {
         first: EntryStat,
         st: EntryStat,
-        file: std::fs::File,
+        /// Closed once the content is read (so that few descriptors are
+        /// open however far the readers are ahead).
+        file: Option<std::fs::File>,
         xattrs: std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>,
         data: Option<std::io::Result<Vec<u8>>>,
     },
 }
 
+/// A file [`gather`] closed although its content was not read (cannot
+/// happen: only a file read whole is closed).
+fn closed() -> std::io::Error {
+    std::io::Error::other("the file was closed before it was read")
+}
+
 /// Files up to this size are read by the reader threads; larger ones are
-/// streamed into the archive from the open file.
-const READ_AHEAD_MAX: u64 = 256 * 1024;
+/// streamed into the archive from the open file. With [`READ_CHUNK`] and
+/// the number of chunks in flight this bounds the memory read ahead (a few
+/// tens of MiB at most).
+const READ_AHEAD_MAX: u64 = 64 * 1024;
+
+/// Directories each reader thread keeps open.
+const READER_DIRS: usize = 64;
+
+/// At most this many reader threads.
+const MAX_READERS: usize = 4;
 
 /// Paths per unit of work of a reader thread.
 const READ_CHUNK: usize = 64;
@@ -274,6 +290,10 @@ fn gather(
                 let mut v = Vec::with_capacity(st2.size as usize);
                 (&file).take(st2.size).read_to_end(&mut v).map(|_| v)
             });
+            let file = match data {
+                Some(Ok(_)) => None,
+                _ => Some(file),
+            };
             Ok(Gathered::File {
                 first: st,
                 st: st2,
@@ -298,7 +318,7 @@ fn read_ahead(
 ) -> Result<(), MergeError> {
     type Chunk = Vec<Result<Gathered, MergeError>>;
     let chunks = items.len().div_ceil(READ_CHUNK);
-    let ahead = 2 * readers;
+    let ahead = readers + 1;
     let (work_tx, work_rx) = std::sync::mpsc::channel::<usize>();
     let work_rx = std::sync::Mutex::new(work_rx);
     std::thread::scope(|scope| {
@@ -309,7 +329,7 @@ fn read_ahead(
         for _ in 0..readers {
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
             scope.spawn(move || {
-                let mut dirs = DirCache::new(root);
+                let mut dirs = DirCache::with_limit(root, READER_DIRS);
                 loop {
                     let next = match work_rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -317,10 +337,33 @@ fn read_ahead(
                     };
                     let Ok(k) = next else { return };
                     let end = ((k + 1) * READ_CHUNK).min(items.len());
-                    let out = items[k * READ_CHUNK..end]
-                        .iter()
-                        .map(|&(p, kind)| gather(&mut dirs, p, kind, xattr_exclude, true))
-                        .collect();
+                    let chunk = &items[k * READ_CHUNK..end];
+                    // A panic is an error of this chunk (the archive waits
+                    // for it), not a hang.
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        chunk
+                            .iter()
+                            .map(|&(p, kind)| match rootfs::signal::pending() {
+                                // ^C: the archive's thread reports it; finish
+                                // the chunk without reading.
+                                Some(_) => Ok(Gathered::Missing),
+                                None => gather(&mut dirs, p, kind, xattr_exclude, true),
+                            })
+                            .collect::<Chunk>()
+                    }))
+                    .unwrap_or_else(|_| {
+                        dirs = DirCache::with_limit(root, READER_DIRS);
+                        chunk
+                            .iter()
+                            .map(|&(p, _)| {
+                                Err(MergeError::root_io(
+                                    "read",
+                                    p,
+                                    std::io::Error::other("a reader thread failed"),
+                                ))
+                            })
+                            .collect()
+                    });
                     if done_tx.send((k, out)).is_err() {
                         return;
                     }
@@ -476,17 +519,24 @@ pub fn quickpkg<W: Read + Write + Seek>(
                         && match kind {
                             CKind::Obj { md5, .. } => {
                                 let read = |e| MergeError::root_io("read", path, e);
-                                let cur = match &data {
-                                    Some(Ok(d)) => {
+                                let cur = match (&data, file.as_mut()) {
+                                    (Some(Ok(d)), _) => {
                                         vdb::digest::md5_hex_reader(&mut d.as_slice(), &mut buf)
                                             .map_err(read)?
                                     }
-                                    _ => {
-                                        let cur = vdb::digest::md5_hex_reader(&mut file, &mut buf)
+                                    (Some(Err(e)), _) => {
+                                        return Err(read(std::io::Error::new(
+                                            e.kind(),
+                                            e.to_string(),
+                                        )))
+                                    }
+                                    (None, Some(f)) => {
+                                        let cur = vdb::digest::md5_hex_reader(f, &mut buf)
                                             .map_err(read)?;
-                                        file.rewind().map_err(read)?;
+                                        f.rewind().map_err(read)?;
                                         cur
                                     }
+                                    (None, None) => return Err(read(closed())),
                                 };
                                 cur.eq_ignore_ascii_case(&String::from_utf8_lossy(md5))
                             }
@@ -518,10 +568,11 @@ pub fn quickpkg<W: Read + Write + Seek>(
                         xattrs: &xattrs,
                         ..base
                     };
-                    match data {
-                        Some(Ok(d)) => w.append(&e, Some(&mut d.as_slice())),
-                        Some(Err(err)) => return Err(MergeError::root_io("read", path, err)),
-                        None => w.append(&e, Some(&mut file)),
+                    match (data, file.as_mut()) {
+                        (Some(Ok(d)), _) => w.append(&e, Some(&mut d.as_slice())),
+                        (Some(Err(err)), _) => return Err(MergeError::root_io("read", path, err)),
+                        (None, Some(f)) => w.append(&e, Some(f)),
+                        (None, None) => return Err(MergeError::root_io("read", path, closed())),
                     }
                     .map_err(pack_err)?;
                     if st2.nlink > 1 {
@@ -546,8 +597,8 @@ pub fn quickpkg<W: Read + Write + Seek>(
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(1)
-                    .min(4)
-            });
+            })
+            .min(MAX_READERS);
         if readers < 2 || items.len() < 2 * READ_CHUNK {
             let mut dirs = DirCache::new(&root);
             for &(path, kind) in &items {

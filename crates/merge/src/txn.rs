@@ -98,13 +98,19 @@ pub fn apply_commit(
                     // The place was taken meanwhile (by a Portage merge
                     // run between a crash and `recover`, say).
                     Err(e) if *noreplace && e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let is_dir =
-                            |n: &[u8]| d.lstat(n).is_ok_and(|s| s.kind == FileKind::Directory);
-                        if is_dir(temp) && is_dir(dest) {
+                        let kind = |n: &[u8]| d.lstat(n).ok().map(|s| s.kind);
+                        // A directory now there, or a symlink to one (the
+                        // package merges through it, as Portage would),
+                        // resolved inside ROOT.
+                        let there = match kind(dest) {
+                            Some(FileKind::Directory) => d.open_subdir(dest).ok(),
+                            Some(FileKind::Symlink) => root.open_dir(&path).ok(),
+                            _ => None,
+                        };
+                        if let (Some(FileKind::Directory), Some(to)) = (kind(temp), there) {
                             // A new directory of ours where a directory now
                             // is: the package's files go into it.
                             let from = d.open_subdir(temp).map_err(|e| rio("open", temp, e))?;
-                            let to = d.open_subdir(dest).map_err(|e| rio("open", &path, e))?;
                             merge_tree_into(&from, &to, &path, &mut out.notes)
                                 .map_err(|e| rio("merge into the existing directory", &path, e))?;
                             d.rmdir(temp).map_err(|e| rio("remove", temp, e))?;
@@ -116,7 +122,7 @@ pub fn apply_commit(
                             out.renamed.push(path);
                         } else {
                             // A node of another type is there: ours stays out.
-                            let _ = if is_dir(temp) {
+                            let _ = if kind(temp) == Some(FileKind::Directory) {
                                 remove_tree(&d, temp)
                             } else {
                                 d.unlink(temp)
@@ -345,7 +351,13 @@ fn merge_tree_into(
                 )?;
                 from.rmdir(&name)?;
             }
-            (false, Some(false)) => from.rename(&name, to, &name)?,
+            (false, Some(false)) => {
+                from.rename(&name, to, &name)?;
+                notes.push(format!(
+                    "{} was there already: replaced by the package's file",
+                    lossy(&child)
+                ));
+            }
             (ours_dir, Some(_)) => {
                 if ours_dir {
                     remove_tree(from, &name)?;

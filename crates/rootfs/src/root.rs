@@ -553,20 +553,29 @@ impl Root {
 pub struct DirCache<'r> {
     root: &'r Root,
     cache: std::collections::HashMap<Vec<u8>, Option<std::rc::Rc<DirHandle>>>,
+    /// At most this many directories are kept open.
+    limit: usize,
 }
 
 impl<'r> DirCache<'r> {
     pub fn new(root: &'r Root) -> Self {
+        Self::with_limit(root, 256)
+    }
+
+    /// A cache that keeps at most `limit` directories open (for one of
+    /// several threads, each with its own cache).
+    pub fn with_limit(root: &'r Root, limit: usize) -> Self {
         DirCache {
             root,
             cache: std::collections::HashMap::new(),
+            limit: limit.max(1),
         }
     }
 
     /// The directory at `path` (resolved inside the root), or `None` when
     /// it cannot be opened.
     pub fn get(&mut self, path: &[u8]) -> Option<std::rc::Rc<DirHandle>> {
-        if self.cache.len() > 256 && !self.cache.contains_key(path) {
+        if self.cache.len() >= self.limit && !self.cache.contains_key(path) {
             self.cache.clear();
         }
         self.cache

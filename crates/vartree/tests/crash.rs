@@ -833,39 +833,60 @@ fn recover_merges_a_new_directory_into_one_that_appeared_meanwhile() {
         &[("VARTREE_CRASH_COUNT", count.display().to_string())],
     ));
     let steps = common::roots::read_count(&count);
-    let mut found = false;
-    for n in 1..=steps {
-        let root = t.path().join(format!("run-{n}"));
-        copy_tree(&base, &root);
-        let _ = vt(&root, &args, &[("VARTREE_CRASH_AT", n.to_string())]);
-        let dir = root.join("usr/share/newpkg");
-        if !journal_committed(&root) || dir.exists() {
-            fs::remove_dir_all(&root).unwrap();
-            continue;
+    // The directory that appears is a real one, or a symlink to one
+    // elsewhere in ROOT (then the files go there, through it).
+    for through_symlink in [false, true] {
+        let mut found = false;
+        for n in 1..=steps {
+            let root = t.path().join(format!("run-{n}-{through_symlink}"));
+            copy_tree(&base, &root);
+            let _ = vt(&root, &args, &[("VARTREE_CRASH_AT", n.to_string())]);
+            let link = root.join("usr/share/newpkg");
+            if !journal_committed(&root) || link.exists() {
+                fs::remove_dir_all(&root).unwrap();
+                continue;
+            }
+            // Committed, the new directory not renamed into place yet: another
+            // package's merge makes it.
+            let dir = if through_symlink {
+                symlink("elsewhere", &link).unwrap();
+                root.join("usr/share/elsewhere")
+            } else {
+                link.clone()
+            };
+            fs::create_dir_all(dir.join("sub")).unwrap();
+            fs::write(dir.join("b"), "b, somebody else's\n").unwrap();
+            fs::create_dir(dir.join("c")).unwrap();
+            fs::write(dir.join("c/theirs"), "theirs\n").unwrap();
+            fs::write(dir.join("sub/e"), "e\n").unwrap();
+            fs::write(dir.join("other"), "other\n").unwrap();
+            let o = vt(&root, &["-v", "recover"], &[]);
+            ok(&o);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("appeared meanwhile"), "{err}");
+            let read = |p: &str| fs::read_to_string(dir.join(p)).unwrap();
+            assert_eq!(read("a"), "a\n");
+            assert_eq!(read("b"), "b, the package's\n");
+            assert_eq!(read("c/theirs"), "theirs\n");
+            assert_eq!(read("sub/d"), "d\n");
+            assert_eq!(read("sub/e"), "e\n");
+            assert_eq!(read("other"), "other\n");
+            assert!(
+                err.contains("/usr/share/newpkg/b was there already"),
+                "{err}"
+            );
+            assert_eq!(
+                fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                through_symlink
+            );
+            common::roots::assert_no_leftovers(&root, &format!("step {n}"));
+            assert!(root.join("var/db/pkg/a/new-1").is_dir());
+            found = true;
+            break;
         }
-        // Committed, the new directory not renamed into place yet: another
-        // package's merge makes it.
-        fs::create_dir_all(dir.join("sub")).unwrap();
-        fs::write(dir.join("b"), "b, somebody else's\n").unwrap();
-        fs::create_dir(dir.join("c")).unwrap();
-        fs::write(dir.join("c/theirs"), "theirs\n").unwrap();
-        fs::write(dir.join("sub/e"), "e\n").unwrap();
-        fs::write(dir.join("other"), "other\n").unwrap();
-        let o = vt(&root, &["-v", "recover"], &[]);
-        ok(&o);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("appeared meanwhile"), "{err}");
-        let read = |p: &str| fs::read_to_string(dir.join(p)).unwrap();
-        assert_eq!(read("a"), "a\n");
-        assert_eq!(read("b"), "b, the package's\n");
-        assert_eq!(read("c/theirs"), "theirs\n");
-        assert_eq!(read("sub/d"), "d\n");
-        assert_eq!(read("sub/e"), "e\n");
-        assert_eq!(read("other"), "other\n");
-        common::roots::assert_no_leftovers(&root, &format!("step {n}"));
-        assert!(root.join("var/db/pkg/a/new-1").is_dir());
-        found = true;
-        break;
+        assert!(found, "no crash point between the commit and the rename");
     }
-    assert!(found, "no crash point between the commit and the rename");
 }
