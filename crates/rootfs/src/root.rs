@@ -352,7 +352,13 @@ impl Root {
             match self.resolve_once(path, how) {
                 Err(ResolveError::Changed { .. }) if tries < 100 => {
                     tries += 1;
-                    std::thread::yield_now();
+                    // Yield first; then back off a little, so that a try
+                    // is not cut by the scheduler on a loaded machine.
+                    if tries < 10 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_micros(10 * tries));
+                    }
                 }
                 other => return other,
             }
@@ -834,9 +840,11 @@ mod tests {
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
+                // Far more often than parallel vartree processes do (once
+                // per transaction each).
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let _ = std::fs::remove_dir(&target);
-                    std::thread::sleep(std::time::Duration::from_micros(20));
+                    std::thread::sleep(std::time::Duration::from_micros(100));
                 }
             });
             for i in 0..3000 {
