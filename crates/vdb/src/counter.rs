@@ -15,6 +15,9 @@ use crate::db::{Reporter, Vdb, VdbError, Warning};
 /// `var/cache/edb/counter`, relative to EROOT.
 pub const COUNTER_PATH: &str = "var/cache/edb/counter";
 
+/// The counter file's name in [`crate::state::EDB_DIR`].
+const COUNTER_NAME: &str = "counter";
+
 /// The counter file of a database, resolved inside ROOT.
 pub fn counter_file(vdb: &Vdb) -> Result<PathBuf, VdbError> {
     vdb.state().entry(COUNTER_PATH)
@@ -71,7 +74,7 @@ pub fn next_counter(vdb: &Vdb, reporter: &dyn Reporter) -> Result<i64, VdbError>
     let path = vdb
         .state()
         .create_dir(crate::state::EDB_DIR)?
-        .join(COUNTER_PATH.rsplit('/').next().unwrap_or(COUNTER_PATH));
+        .join(COUNTER_NAME);
     let file = read_counter_file(&path, reporter);
     let next = file.max(max_installed_counter(vdb, reporter)?) + 1;
     rootfs::atomic::write_atomic(
@@ -87,9 +90,19 @@ pub fn next_counter(vdb: &Vdb, reporter: &dyn Reporter) -> Result<i64, VdbError>
 /// of the counter holds it). Returns the paths removed.
 pub fn remove_stale_temps(vdb: &Vdb) -> Result<Vec<PathBuf>, VdbError> {
     let dir = vdb.state().path(crate::state::EDB_DIR)?;
-    let name = COUNTER_PATH.rsplit('/').next().unwrap_or(COUNTER_PATH);
     Ok(rootfs::atomic::remove_temps(
         &dir,
-        Some(std::ffi::OsStr::new(name)),
+        Some(std::ffi::OsStr::new(COUNTER_NAME)),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_name_is_the_last_component_of_its_path() {
+        assert_eq!(
+            super::COUNTER_PATH,
+            format!("{}/{}", crate::state::EDB_DIR, super::COUNTER_NAME)
+        );
+    }
 }
